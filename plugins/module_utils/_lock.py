@@ -1,0 +1,466 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The deploy lock: one holder per deploy root.
+
+The lock is the file ``<root>/.stagehand/lock`` holding JSON::
+
+    {"owner", "controller", "host", "pid", "purpose", "token",
+     "acquired": ISO-UTC, "expires": ISO-UTC, "ttl": seconds}
+
+Protocol (no check-then-write anywhere):
+
+* **Acquire a free lock**: the content is written to a unique temporary file
+  in ``.stagehand/`` and fsynced, then ``link(2)``-ed to ``lock``. ``link``
+  fails with EEXIST when the lock exists, so exactly one of any number of
+  concurrent acquirers wins, and the lock never exists half written.
+* **Every change to an existing lock** (taking over an expired lock,
+  releasing) happens while holding ``fcntl.flock`` on the separate file
+  ``.stagehand/lock.guard``, after re-reading the lock under that guard: a
+  takeover replaces the lock with ``rename(2)`` only if it still carries the
+  stale token that was seen, a release unlinks it only if it still carries
+  the releaser's token. The guard file is never removed (removing a flock
+  file lets two processes lock two different inodes).
+* A lock file that cannot be parsed is treated as held: it is never taken
+  over automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import secrets
+import socket
+import typing as t
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
+    dump_json,
+    fsync_dir,
+    temp_name,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
+
+DEFAULT_TTL = 3600
+GUARD_NAME = 'lock.guard'
+MAX_TOKEN_LENGTH = 256
+RAW_HEAD_BYTES = 200
+# Bounded retries when the lock changes under us between reading and acting
+# (for instance released right after our link() failed). Each retry re-reads.
+MAX_ATTEMPTS = 20
+
+LOCK_FIELDS = ('owner', 'controller', 'host', 'pid', 'purpose', 'token', 'acquired', 'expires', 'ttl')
+
+_TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+
+
+class LockError(Exception):
+    """A lock operation was refused; ``msg`` says why and what to do."""
+
+    def __init__(self, msg: str, path: str | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.path = path
+
+
+class LockArgumentError(LockError, ValueError):
+    """An argument (ttl, token) is invalid; nothing was touched."""
+
+
+class LockHeld(LockError):
+    """The lock is held by another, unexpired holder."""
+
+    def __init__(self, msg: str, path: str, holder: dict[str, t.Any]) -> None:
+        super().__init__(msg, path)
+        self.holder = holder
+
+
+class LockCorrupt(LockError):
+    """The lock file exists but is not a valid lock; it is treated as held."""
+
+    def __init__(self, msg: str, path: str, raw: bytes) -> None:
+        super().__init__(msg, path)
+        self.raw = raw
+
+
+# -- time -------------------------------------------------------------------
+def utc_now() -> datetime.datetime:
+    """The current UTC time, truncated to whole seconds (the precision stored in the lock)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """``2026-11-22T10:00:00Z`` for an aware datetime."""
+    return moment.astimezone(datetime.timezone.utc).strftime(_TIME_FORMAT)
+
+
+def parse_time(value: object) -> datetime.datetime | None:
+    """Parse an ISO 8601 UTC time as written by :func:`format_time` (``Z`` or ``+00:00``); None if invalid."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value[:-1] + '+00:00' if value.endswith('Z') else value
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(datetime.timezone.utc)
+
+
+# -- validation and content -------------------------------------------------
+def new_token() -> str:
+    """A fresh random holder token."""
+    return secrets.token_hex(16)
+
+
+def check_ttl(ttl: object) -> int:
+    """Return ``ttl`` if it is a positive whole number of seconds, else raise :class:`LockArgumentError`."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+        raise LockArgumentError('ttl %r is invalid: use a positive whole number of seconds (default %d)' % (ttl, DEFAULT_TTL))
+    try:
+        utc_now() + datetime.timedelta(seconds=ttl)
+    except OverflowError:
+        raise LockArgumentError('ttl %r is too large: the expiry time cannot be represented' % (ttl,)) from None
+    return ttl
+
+
+def check_token(token: object) -> str:
+    """Return ``token`` if it is usable as a holder token, else raise :class:`LockArgumentError`."""
+    if not isinstance(token, str) or not token:
+        raise LockArgumentError('token %r is invalid: use a non-empty string (or omit it to get a random one)' % (token,))
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise LockArgumentError('token %r... is %d characters long: use at most %d' % (token[:20], len(token), MAX_TOKEN_LENGTH))
+    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise LockArgumentError('token %r is invalid: control characters are not allowed' % (token,))
+    return token
+
+
+def build_lock(
+    token: str,
+    ttl: int,
+    owner: str | None = None,
+    controller: str | None = None,
+    host: str | None = None,
+    pid: int | None = None,
+    purpose: str | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """The lock content for a holder acquiring at ``now`` (default: the current time)."""
+    acquired = (now or utc_now()).replace(microsecond=0)
+    return {
+        'owner': owner,
+        'controller': controller,
+        'host': host,
+        'pid': pid,
+        'purpose': purpose,
+        'token': token,
+        'acquired': format_time(acquired),
+        'expires': format_time(acquired + datetime.timedelta(seconds=ttl)),
+        'ttl': ttl,
+    }
+
+
+def lock_text(content: dict[str, t.Any]) -> str:
+    """The exact text written to the lock file for ``content``."""
+    return dump_json(content).decode('utf-8')
+
+
+def is_expired(holder: dict[str, t.Any], now: datetime.datetime | None = None) -> bool:
+    """True when the lock's ``expires`` time has been reached (an unparsable time counts as not expired)."""
+    expires = parse_time(holder.get('expires'))
+    if expires is None:
+        return False
+    return (now or utc_now()) >= expires
+
+
+def _valid_lock(data: object) -> bool:
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get('token'), str)
+        and bool(data.get('token'))
+        and parse_time(data.get('expires')) is not None
+    )
+
+
+def _load(path: str) -> tuple[bytes | None, dict[str, t.Any] | None]:
+    """``(raw, holder)``: ``(None, None)`` when absent, ``(raw, None)`` when not a valid lock."""
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except ValueError:  # includes UnicodeDecodeError and json.JSONDecodeError
+        return raw, None
+    if not _valid_lock(data):
+        return raw, None
+    return raw, data
+
+
+def read_lock(path: str) -> dict[str, t.Any] | None:
+    """The parsed lock at ``path``, None when there is none; raises :class:`LockCorrupt` for an invalid file."""
+    raw, holder = _load(path)
+    if raw is not None and holder is None:
+        raise LockCorrupt(corrupt_message(path, raw), path, raw)
+    return holder
+
+
+def raw_head(raw: bytes) -> str:
+    """The first bytes of an unreadable lock file, printable."""
+    head = repr(raw[:RAW_HEAD_BYTES])
+    return head + (' ... (%d bytes in total)' % len(raw) if len(raw) > RAW_HEAD_BYTES else '')
+
+
+# -- messages ---------------------------------------------------------------
+def describe_holder(holder: dict[str, t.Any], now: datetime.datetime | None = None) -> str:
+    """One line naming who holds the lock, from where, for what, since when and until when."""
+    parts = ['%s on controller %s' % (holder.get('owner') or 'an unknown user', holder.get('controller') or '(unknown)')]
+    if holder.get('pid') is not None:
+        parts.append('(ansible-playbook pid %s)' % holder.get('pid'))
+    if holder.get('purpose'):
+        parts.append('for %r' % holder.get('purpose'))
+    parts.append('since %s' % (holder.get('acquired') or '(unknown)'))
+    expires = parse_time(holder.get('expires'))
+    if expires is not None:
+        left = int((expires - (now or utc_now())).total_seconds())
+        if left > 0:
+            parts.append('until %s (expires in %d s)' % (holder.get('expires'), left))
+        else:
+            parts.append('until %s (expired %d s ago)' % (holder.get('expires'), -left))
+    return ' '.join(parts)
+
+
+def _manual_release(root: str, path: str, host: str) -> str:
+    return (
+        'release the lock by hand: run the stagehand.deploy.lock module with '
+        "root=%s state=absent force=true (e.g. ansible %s -m stagehand.deploy.lock -a 'root=%s state=absent force=true'), "
+        'or remove %s on %s.' % (root, host, root, path, host)
+    )
+
+
+def held_message(root: str, path: str, holder: dict[str, t.Any], now: datetime.datetime | None = None) -> str:
+    """The refusal message for a lock held by someone else."""
+    host = holder.get('host') or socket.gethostname()
+    return ('Deploy lock %s on host %s is held by %s. Wait for that deploy to finish or for the lock to expire. '
+            'If that deploy is no longer running, %s' % (path, host, describe_holder(holder, now), _manual_release(root, path, host)))
+
+
+def corrupt_message(path: str, raw: bytes, root: str | None = None) -> str:
+    """The refusal message for a lock file that is not a valid lock."""
+    root = root or os.path.dirname(os.path.dirname(path))
+    return (
+        'Deploy lock %s exists but is not a valid stagehand lock (first bytes: %s); it is treated as held and will not '
+        'be taken over automatically. Make sure no deploy is running against %s, then %s' % (
+            path, raw_head(raw), root, _manual_release(root, path, socket.gethostname()))
+    )
+
+
+# -- filesystem steps -------------------------------------------------------
+def _write_tmp(directory: str, content: dict[str, t.Any]) -> str:
+    """Write ``content`` to a new unique file in ``directory``, fsynced; return its path."""
+    tmp = temp_name(directory, 'lock')
+    data = dump_json(content)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextlib.contextmanager
+def _guard(state_dir: str) -> t.Iterator[None]:
+    """Hold an exclusive flock on ``.stagehand/lock.guard`` (created if needed, never removed)."""
+    fd = os.open(os.path.join(state_dir, GUARD_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def _link_new(state_dir: str, path: str, content: dict[str, t.Any]) -> bool:
+    """Create the lock with ``content`` if there is none; False if it exists."""
+    tmp = _write_tmp(state_dir, content)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        _unlink_quietly(tmp)
+    fsync_dir(state_dir)
+    return True
+
+
+def _take_over(state_dir: str, path: str, stale: dict[str, t.Any], content: dict[str, t.Any]) -> bool:
+    """Replace the lock by ``content`` if it is still the stale lock ``stale``; False if it changed meanwhile."""
+    with _guard(state_dir):
+        _raw, current = _load(path)
+        if current is None or current.get('token') != stale.get('token'):
+            return False
+        tmp = _write_tmp(state_dir, content)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        fsync_dir(state_dir)
+    return True
+
+
+def _check_root(droot: DeployRoot) -> None:
+    for directory in (droot.root, droot.state_dir):
+        if os.path.lexists(directory) and not os.path.isdir(directory):
+            raise LockError('%s exists but is not a directory: the deploy root and its .stagehand must be directories' % directory,
+                            droot.lock_path)
+
+
+def _result(path: str, token: str | None, before: str | None, after: dict[str, t.Any] | str | None, **fields: t.Any) -> dict[str, t.Any]:
+    after_text = lock_text(after) if isinstance(after, dict) else after
+    result: dict[str, t.Any] = {
+        'changed': False,
+        'acquired': False,
+        'released': False,
+        'token': token,
+        'holder': None,
+        'taken_over': None,
+        'path': path,
+        'warnings': [],
+        'diff': {
+            'before': before or '',
+            'after': after_text or '',
+            'before_header': path if before is not None else '%s (absent)' % path,
+            'after_header': path if after_text is not None else '%s (absent)' % path,
+        },
+    }
+    result.update(fields)
+    return result
+
+
+# -- public operations ------------------------------------------------------
+def acquire(
+    root: str,
+    token: str | None = None,
+    owner: str | None = None,
+    controller: str | None = None,
+    pid: int | None = None,
+    purpose: str | None = None,
+    ttl: int = DEFAULT_TTL,
+    host: str | None = None,
+    check_mode: bool = False,
+    now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """Acquire the deploy lock of ``root``.
+
+    Returns a result dict with ``changed``, ``acquired``, ``released`` (always
+    False), ``token``, ``holder`` (the lock content after the call; in check
+    mode what it would be), ``taken_over`` (the expired holder replaced, or
+    None), ``path``, ``warnings`` (list of str) and ``diff`` (before/after text).
+
+    Raises :class:`LockHeld` when another holder's lock has not expired,
+    :class:`LockCorrupt` for an unreadable lock file, :class:`LockArgumentError`
+    for a bad ttl or token (before touching anything), :class:`LockError` when
+    the root is not a directory. ``host`` defaults to this machine's hostname;
+    ``now`` is for tests.
+    """
+    check_ttl(ttl)
+    token = check_token(new_token() if token is None else token)
+    droot = DeployRoot(root)
+    path = droot.lock_path
+    _check_root(droot)
+    if host is None:
+        host = socket.gethostname()
+    if not check_mode:
+        os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
+
+    for _attempt in range(MAX_ATTEMPTS):
+        moment = now or utc_now()
+        content = build_lock(token, ttl, owner=owner, controller=controller, host=host, pid=pid, purpose=purpose, now=moment)
+        raw, holder = _load(path)
+        if raw is None:
+            if check_mode or _link_new(droot.state_dir, path, content):
+                return _result(path, token, None, content, changed=True, acquired=True, holder=content)
+            continue  # somebody linked first: look at what is there now
+        before = raw.decode('utf-8', errors='replace')
+        if holder is None:
+            raise LockCorrupt(corrupt_message(path, raw, droot.root), path, raw)
+        if holder['token'] == token:
+            result = _result(path, token, before, before, acquired=True, holder=holder)
+            if is_expired(holder, moment):
+                result['warnings'].append(
+                    'The lock %s held with this token expired at %s; another deploy may take it over. '
+                    'Release it and acquire it again to renew it.' % (path, holder.get('expires')))
+            return result
+        if not is_expired(holder, moment):
+            raise LockHeld(held_message(droot.root, path, holder, moment), path, holder)
+        if check_mode or _take_over(droot.state_dir, path, holder, content):
+            return _result(path, token, before, content, changed=True, acquired=True, holder=content, taken_over=holder)
+        # the stale lock changed under the guard (released or taken over by someone else): re-evaluate
+    raise LockError('The deploy lock %s kept changing while trying to acquire it (%d attempts); try again.' % (path, MAX_ATTEMPTS), path)
+
+
+def _release_decision(path: str, raw: bytes, holder: dict[str, t.Any] | None, token: str | None, force: bool) -> str | None:
+    """None if the lock may be removed, else the warning explaining why it is left in place."""
+    if force:
+        return None
+    if holder is None:
+        return ('The deploy lock %s is not a valid lock (first bytes: %s); it was left in place. '
+                'Use force=true to remove it.' % (path, raw_head(raw)))
+    if token is not None and holder.get('token') == token:
+        return None
+    why = 'no token was given' if token is None else 'the token does not match'
+    return ('The deploy lock %s was not released because %s: it is held by %s. '
+            'Pass the token returned when acquiring, or force=true to remove it anyway.' % (path, why, describe_holder(holder)))
+
+
+def release(root: str, token: str | None = None, force: bool = False, check_mode: bool = False) -> dict[str, t.Any]:
+    """Release the deploy lock of ``root`` if ``token`` holds it (any holder with ``force``).
+
+    Never raises because of the lock's state: an absent lock gives
+    ``changed=False``; a lock held by another token (or unreadable) is left in
+    place with ``released=False`` and an entry in ``warnings``. Result keys are
+    those of :func:`acquire`; ``holder`` is what remains (None once removed;
+    ``{'raw': <first bytes>}`` for an unreadable file).
+    """
+    droot = DeployRoot(root)
+    path = droot.lock_path
+    raw, holder = _load(path)
+    if raw is not None and not check_mode and _release_decision(path, raw, holder, token, force) is None:
+        # re-read and decide again under the guard, so that nobody takes over in between
+        with _guard(droot.state_dir):
+            raw, holder = _load(path)
+            if raw is not None and _release_decision(path, raw, holder, token, force) is None:
+                os.unlink(path)
+                fsync_dir(droot.state_dir)
+                return _result(path, token, raw.decode('utf-8', errors='replace'), None, changed=True, released=True)
+        # the lock changed hands meanwhile: report what is there now
+    if raw is None:
+        return _result(path, token, None, None)
+    before = raw.decode('utf-8', errors='replace')
+    warning = _release_decision(path, raw, holder, token, force)
+    if warning is None:  # only reached in check mode
+        return _result(path, token, before, None, changed=True, released=True)
+    shown = holder if holder is not None else {'raw': raw_head(raw)}
+    result = _result(path, token, before, before, holder=shown)
+    result['warnings'].append(warning)
+    return result

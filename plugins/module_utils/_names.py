@@ -1,0 +1,55 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Validation of release and slot names.
+
+Release names become directory names under ``releases/`` and file names under
+``.stagehand/``, so they are restricted to a small, portable alphabet.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_NAME_LENGTH = 128
+SLOT_NAMES = ('a', 'b')
+
+_NAME_RE = re.compile(r'\A[A-Za-z0-9_-][A-Za-z0-9._-]*\Z')
+
+ALLOWED_DESCRIPTION = (
+    "1 to %d characters from ASCII letters, digits, '.', '_' and '-', not starting with '.'"
+    % MAX_NAME_LENGTH
+)
+
+
+class InvalidName(ValueError):
+    """Raised for a release name outside the allowed alphabet."""
+
+
+def check_release_name(name: object, what: str = 'release name') -> str:
+    """Return ``name`` if it is a valid release name, else raise :class:`InvalidName`.
+
+    The message names the rejected value (with control characters escaped) and
+    says what is allowed.
+    """
+    if not isinstance(name, str):
+        raise InvalidName('%s %r is invalid: it must be a string of %s' % (what, name, ALLOWED_DESCRIPTION))
+    if not name:
+        raise InvalidName('%s is empty: use %s' % (what, ALLOWED_DESCRIPTION))
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(
+            '%s %r is %d characters long: use %s' % (what, name[:40] + '...', len(name), ALLOWED_DESCRIPTION)
+        )
+    if not _NAME_RE.match(name):
+        raise InvalidName('%s %r is invalid: use %s' % (what, name, ALLOWED_DESCRIPTION))
+    return name
+
+
+def is_release_name(name: object) -> bool:
+    """Tell whether ``name`` is a valid release name, without raising."""
+    try:
+        check_release_name(name)
+    except InvalidName:
+        return False
+    return True

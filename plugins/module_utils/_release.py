@@ -1,0 +1,882 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Creating, removing and failing release directories, and populating A/B slots.
+
+A release is built in a unique staging directory under
+``<root>/.stagehand/stage/`` (same filesystem as ``releases/``), verified
+against its manifest, synced, then renamed into ``releases/<name>`` in one
+rename(2); metadata is written only after that. A crash therefore leaves
+either nothing, a staging leftover, or a complete directory without metadata,
+which the next run with the same source verifies and adopts.
+
+Digests and files kept per release:
+
+* ``manifest_digest`` (metadata and module result) is the digest of the
+  *source* manifest: what the directory or tarball contains, before shared
+  paths are linked in. It is the digest a build-side manifest of the artifact
+  has, whatever ``shared`` says.
+* ``.stagehand/manifests/<name>.json`` describes the release directory as it
+  is on disk (shared paths are symlinks there), so
+  ``verify_tree(releases/<name>, load_manifest(...)) == []`` holds. Its
+  ``digest`` key is the digest of those entries (also stored as
+  ``tree_digest`` in the metadata); it carries ``source_digest`` and
+  ``shared`` as extra keys. Without shared paths both digests are equal.
+* A/B slots keep the same data in ``.stagehand/slots/<slot>.json`` (metadata)
+  and ``.stagehand/slots/<slot>.manifest.json`` (tree manifest). That name
+  cannot collide with any release manifest, whatever the release is called.
+
+Unchanged files are hardlinked from existing complete releases (or from the
+slots, in A/B mode) instead of copied: a candidate with the same sha256,
+mode, size and owner is found through the other trees' manifests, hashed
+again right before ``os.link``, and copied instead when anything differs or
+linking fails.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import stat
+import typing as t
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
+    fsync_dir,
+    temp_name,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import (
+    CHUNK_SIZE,
+    TYPE_DIR,
+    TYPE_FILE,
+    TYPE_SYMLINK,
+    Entry,
+    SOURCE_DIR,
+    Manifest,
+    ManifestError,
+    build_manifest,
+    check_shared_paths,
+    compare_manifests,
+    hash_file,
+    load_manifest,
+    load_manifest_document,
+    mode_string,
+    parents,
+    save_manifest,
+    scan_tar,
+    source_kind,
+    source_manifest,
+    verify_tree,
+    with_shared,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
+    SLOT_NAMES,
+    InvalidName,
+    check_release_name,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    MODE_SLOTS,
+    STATUS_COMPLETE,
+    STATUS_FAILED,
+    STATUS_INCOMPLETE,
+    DeployRoot,
+    utc_now,
+)
+
+STATES = ('present', 'absent', 'failed')
+SLOT_CHOICES = SLOT_NAMES + ('inactive',)
+RELEASE_DEPTH = 2  # releases/<name> and slots/<slot> are two levels below the root
+MAX_LINK_CANDIDATES = 3
+MAX_NLINK = 60000  # stay clear of per-inode link limits (65000 on ext4)
+MAX_PROBLEMS_SHOWN = 10
+MAX_PROBLEMS_RETURNED = 100
+CHAIN_KEYS = ('previous', 'next', 'activated')
+
+
+class ReleaseError(Exception):
+    """A refused or failed operation; ``msg`` says what and why, ``details`` go into the module result."""
+
+    def __init__(self, msg: str, **details: t.Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+# -- small helpers ---------------------------------------------------------------
+def release_manifest_path(droot: DeployRoot, name: str) -> str:
+    """Where the tree manifest of release ``name`` is kept."""
+    return droot.manifest_path(name)
+
+
+def slot_manifest_path(droot: DeployRoot, slot: str) -> str:
+    """Where the tree manifest of slot ``a``/``b`` is kept (beside the slot metadata)."""
+    droot.slot_path(slot)
+    return os.path.join(droot.slot_meta_dir, slot + '.manifest.json')
+
+
+def _problems_text(problems: list[str]) -> str:
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    return '; '.join(shown) + ('; and %d more' % more if more > 0 else '')
+
+
+def resolve_owner(owner: str | None, group: str | None) -> tuple[int | None, int | None]:
+    """Numeric uid/gid for user and group names (or numeric strings); None when not given."""
+    uid = gid = None
+    if owner is not None:
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            if not owner.isdigit():
+                raise ReleaseError('owner %r does not exist on the managed host: use an existing user name or a numeric uid' % owner) from None
+            uid = int(owner)
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            if not group.isdigit():
+                raise ReleaseError('group %r does not exist on the managed host: use an existing group name or a numeric gid' % group) from None
+            gid = int(group)
+    return uid, gid
+
+
+def _check_expected(source: Manifest, manifest_path: str | None) -> None:
+    if manifest_path is None:
+        return
+    expected = load_manifest(manifest_path)
+    problems = compare_manifests(expected, source)
+    if problems:
+        raise ReleaseError(
+            'the source does not match the manifest %s (expected %s, source has %s): %s'
+            % (manifest_path, expected.digest, source.digest, _problems_text(problems)),
+            problems=problems[:MAX_PROBLEMS_RETURNED], manifest_digest=source.digest)
+
+
+def _make_dirs(paths: t.Iterable[str]) -> list[str]:
+    """Create missing directories (0755); return those created, outermost first."""
+    created: list[str] = []
+    for path in paths:
+        missing = []
+        current = os.path.abspath(path)
+        while not os.path.lexists(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        for directory in reversed(missing):
+            os.mkdir(directory, 0o755)
+            created.append(directory)
+    return created
+
+
+def _remove_created(created: list[str]) -> None:
+    for directory in reversed(created):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def _make_removable(path: str) -> None:
+    """Give every directory below ``path`` u+rwx so that rmtree works for non-root users (no symlink is followed)."""
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        st = os.lstat(current)
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+            os.chmod(current, stat.S_IMODE(st.st_mode) | 0o700)
+        with os.scandir(current) as it:
+            stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory tree we own (staging or set aside), including read-only directories."""
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    _make_removable(path)
+    shutil.rmtree(path)
+
+
+def _sync_filesystem(path: str) -> None:
+    """Flush everything written below ``path`` to disk: syncfs(2) on its filesystem, else sync(2)."""
+    func = None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+        func = getattr(libc, 'syncfs', None)
+    except OSError:
+        func = None
+    if func is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if func(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _default_gid(directory: str) -> int:
+    """The group new entries get in ``directory`` (its group when it is setgid, else ours)."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return os.getegid()
+    return st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+
+
+# -- hardlinking ------------------------------------------------------------------
+class LinkIndex:
+    """Files of existing trees by (sha256, mode, size), to hardlink unchanged files instead of copying them."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str, int], list[str]] = {}
+        self._verified: dict[str, bool] = {}
+
+    def add_tree(self, top: str, manifest: Manifest) -> None:
+        for entry in manifest:
+            if entry['type'] == TYPE_FILE:
+                key = (entry['sha256'], entry['mode'], entry['size'])
+                self._by_key.setdefault(key, []).append(os.path.join(top, *entry['path'].split('/')))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def candidate(self, entry: Entry, uid: int, gid: int) -> str | None:
+        """A file with exactly ``entry``'s content, mode and the wanted owner, checked by hashing it now."""
+        paths = self._by_key.get((entry['sha256'], entry['mode'], entry['size']), [])
+        for path in paths[:MAX_LINK_CANDIDATES]:
+            ok = self._verified.get(path)
+            if ok is None:
+                ok = self._check(path, entry, uid, gid)
+                self._verified[path] = ok
+            if ok:
+                return path
+        return None
+
+    @staticmethod
+    def _check(path: str, entry: Entry, uid: int, gid: int) -> bool:
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != entry['size'] or mode_string(st.st_mode) != entry['mode']:
+                return False
+            if st.st_uid != uid or st.st_gid != gid or st.st_nlink >= MAX_NLINK:
+                return False
+            return hash_file(path) == (entry['sha256'], entry['size'])
+        except OSError:
+            return False
+
+
+def _load_tree_manifest(path: str) -> Manifest | None:
+    try:
+        return load_manifest(path)
+    except ManifestError:
+        return None
+
+
+def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkIndex:
+    """Index of the files of every complete release (through their manifests)."""
+    index = LinkIndex()
+    for name in droot.release_names():
+        if name == exclude:
+            continue
+        try:
+            status = droot.release_status(name)
+        except (InvalidName, ValueError, OSError):
+            continue
+        if status != STATUS_COMPLETE:
+            continue
+        manifest = _load_tree_manifest(release_manifest_path(droot, name))
+        if manifest is not None:
+            index.add_tree(droot.release_path(name), manifest)
+    return index
+
+
+def slot_link_index(droot: DeployRoot) -> LinkIndex:
+    """Index of the files of both slots that hold complete content."""
+    index = LinkIndex()
+    for slot in SLOT_NAMES:
+        meta = _read_json_quietly(droot.read_slot_meta, slot)
+        if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
+            continue
+        manifest = _load_tree_manifest(slot_manifest_path(droot, slot))
+        if manifest is not None:
+            index.add_tree(droot.slot_path(slot), manifest)
+    return index
+
+
+def _read_json_quietly(reader: t.Callable[[str], t.Any], key: str) -> dict[str, t.Any] | None:
+    """Metadata as a dict, or None when missing, unreadable or not a JSON object."""
+    try:
+        data = reader(key)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def plan_links(tree: Manifest, index: LinkIndex, uid: int, gid: int) -> dict[str, str]:
+    """``path -> existing file`` for every file of ``tree`` that can be hardlinked."""
+    links: dict[str, str] = {}
+    if not len(index):
+        return links
+    for entry in tree:
+        if entry['type'] == TYPE_FILE:
+            found = index.candidate(entry, uid, gid)
+            if found is not None:
+                links[entry['path']] = found
+    return links
+
+
+def _link(existing: str, dest: str) -> bool:
+    try:
+        os.link(existing, dest)
+    except OSError as exc:
+        if exc.errno in (errno.EMLINK, errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
+
+
+# -- staging ----------------------------------------------------------------------
+class Staged:
+    """The outcome of staging: source and tree manifests and how files were obtained."""
+
+    def __init__(self, source: Manifest, tree: Manifest, linked: int) -> None:
+        self.source = source
+        self.tree = tree
+        self.linked = linked
+
+    @property
+    def copied(self) -> int:
+        return self.tree.files - self.linked
+
+
+def _copy_file(src: str, dest: str, entry: Entry) -> None:
+    """Copy ``src`` to a new file ``dest`` (0600), checking that the content is still what the manifest says."""
+    try:
+        fd_in = os.open(src, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError as exc:
+        raise ReleaseError('cannot read source file %s: %s' % (src, exc.strerror or exc)) from None
+    try:
+        fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        try:
+            h = hashlib.sha256()
+            size = 0
+            while True:
+                try:
+                    chunk = os.read(fd_in, CHUNK_SIZE)
+                except OSError as exc:
+                    raise ReleaseError('cannot read source file %s: %s' % (src, exc.strerror or exc)) from None
+                if not chunk:
+                    break
+                h.update(chunk)
+                size += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd_out, view):]
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    if (h.hexdigest(), size) != (entry['sha256'], entry['size']):
+        raise ReleaseError('source file %s changed while it was being copied: try again once the source is stable' % src)
+
+
+def _stage_from_dir(src: str, staging: str, tree: Manifest, links: dict[str, str]) -> int:
+    linked = 0
+    for entry in tree:
+        dest = os.path.join(staging, *entry['path'].split('/'))
+        if entry['type'] == TYPE_DIR:
+            os.mkdir(dest, 0o700)
+        elif entry['type'] == TYPE_SYMLINK:
+            os.symlink(entry['target'], dest)
+        elif entry['path'] in links and _link(links[entry['path']], dest):
+            linked += 1
+        else:
+            _copy_file(os.path.join(src, *entry['path'].split('/')), dest, entry)
+    return linked
+
+
+def _apply_shared(staging: str, tree: Manifest, shared: list[str]) -> None:
+    """Make the extracted tree follow ``tree`` at the shared paths (replace what is there by the symlink)."""
+    for path in shared:
+        for parent in parents(path):
+            full = os.path.join(staging, *parent.split('/'))
+            if not os.path.lexists(full):
+                os.mkdir(full, 0o700)
+        dest = os.path.join(staging, *path.split('/'))
+        if os.path.lexists(dest):
+            remove_tree(dest)
+        entry = tree.get(path)
+        if entry is None or entry['type'] != TYPE_SYMLINK:
+            raise AssertionError('shared path %s is a symlink in the release manifest' % path)
+        os.symlink(entry['target'], dest)
+
+
+def _relink(staging: str, links: dict[str, str]) -> int:
+    """Replace extracted files by hardlinks to identical existing files; return how many were replaced."""
+    linked = 0
+    for path, existing in sorted(links.items()):
+        dest = os.path.join(staging, *path.split('/'))
+        tmp = temp_name(os.path.dirname(dest), 'link')
+        if not _link(existing, tmp):
+            continue
+        os.rename(tmp, dest)
+        linked += 1
+    return linked
+
+
+def _finalize(staging: str, tree: Manifest, linked: set[str], uid: int | None, gid: int | None) -> None:
+    """Apply owner/group and the manifest modes, deepest entries first; linked files are left alone."""
+    chown = uid is not None or gid is not None
+    for entry in reversed(tree.entries):
+        if entry['path'] in linked:
+            continue
+        full = os.path.join(staging, *entry['path'].split('/'))
+        if chown:
+            os.lchown(full, -1 if uid is None else uid, -1 if gid is None else gid)
+        if entry['type'] != TYPE_SYMLINK:
+            os.chmod(full, int(entry['mode'], 8))
+    if chown:
+        os.lchown(staging, -1 if uid is None else uid, -1 if gid is None else gid)
+    os.chmod(staging, 0o755)
+
+
+def stage(
+    droot: DeployRoot,
+    src: str,
+    kind: str,
+    shared: list[str],
+    manifest_path: str | None,
+    index: LinkIndex,
+    uid: int | None,
+    gid: int | None,
+    label: str,
+) -> tuple[str, Staged]:
+    """Build a verified tree from ``src`` in a new staging directory; return its path and what was staged.
+
+    On any error the staging directory is removed and the error re-raised.
+    """
+    staging = temp_name(droot.stage_dir, label)
+    os.mkdir(staging, 0o700)
+    try:
+        want_uid = os.geteuid() if uid is None else uid
+        want_gid = _default_gid(staging) if gid is None else gid
+        if kind == SOURCE_DIR:
+            source = build_manifest(src)
+            _check_expected(source, manifest_path)
+            tree = with_shared(source, shared, RELEASE_DEPTH)
+            links = plan_links(tree, index, want_uid, want_gid)
+            _stage_from_dir(src, staging, tree, links)
+        else:
+            source = scan_tar(src, staging)
+            _check_expected(source, manifest_path)
+            tree = with_shared(source, shared, RELEASE_DEPTH)
+            _apply_shared(staging, tree, shared)
+            links = plan_links(tree, index, want_uid, want_gid)
+            _relink(staging, links)
+        linked_paths = {p for p in links if _same_inode(os.path.join(staging, *p.split('/')), links[p])}
+        _finalize(staging, tree, linked_paths, uid, gid)
+        problems = verify_tree(staging, tree)
+        if problems:
+            raise ReleaseError('the staged tree does not match the source manifest (did the source change while it was read?): %s'
+                               % _problems_text(problems), problems=problems[:MAX_PROBLEMS_RETURNED])
+        _sync_filesystem(staging)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return staging, Staged(source, tree, len(linked_paths))
+
+
+def _same_inode(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+# -- metadata -----------------------------------------------------------------------
+def _meta(old: dict[str, t.Any] | None, name: str, status: str, source: Manifest | None, tree: Manifest | None,
+          src: str | None, shared: list[str], reason: str | None = None) -> dict[str, t.Any]:
+    meta: dict[str, t.Any] = {
+        'name': name,
+        'status': status,
+        'manifest_digest': source.digest if source is not None else None,
+        'tree_digest': tree.digest if tree is not None else None,
+        'created': utc_now(),
+        'source': src,
+        'files': tree.files if tree is not None else None,
+        'bytes': tree.bytes if tree is not None else None,
+        'shared': list(shared),
+        'failed_reason': reason,
+    }
+    for key in CHAIN_KEYS:
+        meta[key] = (old or {}).get(key)
+    return meta
+
+
+def _summary(what: str, info: t.Mapping[str, t.Any] | None) -> str:
+    if not info:
+        return '%s: absent\n' % what
+    lines = ['%s: %s' % (what, info.get('status') or 'present')]
+    for key in ('release', 'manifest_digest', 'files', 'bytes'):
+        if info.get(key) is not None:
+            lines.append('%s: %s' % (key, info[key]))
+    if info.get('shared'):
+        lines.append('shared: %s' % ', '.join(info['shared']))
+    if info.get('failed_reason'):
+        lines.append('failed_reason: %s' % info['failed_reason'])
+    return '\n'.join(lines) + '\n'
+
+
+def _diff(what: str, before: t.Mapping[str, t.Any] | None, after: t.Mapping[str, t.Any] | None) -> dict[str, str]:
+    return {'before': _summary(what, before), 'after': _summary(what, after),
+            'before_header': what, 'after_header': what}
+
+
+def _info(status: str, source: Manifest, tree: Manifest, shared: list[str], label: str | None = None) -> dict[str, t.Any]:
+    info = {'status': status, 'manifest_digest': source.digest, 'files': tree.files, 'bytes': tree.bytes, 'shared': shared}
+    if label is not None:
+        info['release'] = label
+    return info
+
+
+def _result(changed: bool, path: str, diff: dict[str, str], **values: t.Any) -> dict[str, t.Any]:
+    result: dict[str, t.Any] = {'changed': changed, 'path': path, 'diff': diff, 'linked': 0, 'copied': 0, 'recovered': False}
+    result.update(values)
+    return result
+
+
+# -- state=present (releases/) ---------------------------------------------------------
+def ensure_release(
+    root: str,
+    name: str,
+    src: str,
+    shared: t.Sequence[str] = (),
+    manifest_path: str | None = None,
+    owner: str | None = None,
+    group: str | None = None,
+    check_mode: bool = False,
+) -> dict[str, t.Any]:
+    """Make ``releases/<name>`` hold exactly ``src`` (plus shared links); releases are immutable once complete."""
+    check_release_name(name)
+    shared_paths = check_shared_paths(shared)
+    uid, gid = resolve_owner(owner, group)
+    src = os.path.abspath(src)
+    kind = source_kind(src)
+    droot = DeployRoot(root)
+    path = droot.release_path(name)
+    what = 'release %s' % name
+    old_meta = _read_json_quietly(droot.read_meta, name)  # unreadable metadata counts as missing
+
+    if os.path.lexists(path):
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise ReleaseError('%s exists but is not a directory: remove it by hand, it is not a release' % path)
+        source = source_manifest(src)
+        _check_expected(source, manifest_path)
+        tree = with_shared(source, shared_paths, RELEASE_DEPTH)
+        known = old_meta or {}
+        status = known.get('status')
+        if status in (STATUS_COMPLETE, STATUS_FAILED):
+            old_digest = known.get('manifest_digest')
+            old_shared = sorted(known.get('shared') or [])
+            if old_digest == source.digest and old_shared == shared_paths:
+                return _result(False, path, _diff(what, known, known), release=name, status=status,
+                               manifest_digest=old_digest, files=known.get('files'), bytes=known.get('bytes'), shared=old_shared)
+            raise ReleaseError(
+                'release %s already exists with digest %s (shared: %s); the source %s has digest %s (shared: %s); '
+                'releases are immutable: deploy this source under a new release name'
+                % (name, old_digest, ', '.join(old_shared) or 'none', src, source.digest, ', '.join(shared_paths) or 'none'),
+                release=name, existing_digest=old_digest, manifest_digest=source.digest)
+        problems = verify_tree(path, tree)
+        if problems:
+            raise ReleaseError(
+                '%s exists without complete metadata (an interrupted run?) and does not match the source %s: %s. '
+                'It was left untouched: inspect it, remove it with state=absent, or use a new release name'
+                % (path, src, _problems_text(problems)), problems=problems[:MAX_PROBLEMS_RETURNED], release=name)
+        new_meta = _meta(old_meta, name, STATUS_COMPLETE, source, tree, src, shared_paths)
+        if not check_mode:
+            os.makedirs(droot.manifests_dir, 0o755, exist_ok=True)
+            save_manifest(release_manifest_path(droot, name), tree, source_digest=source.digest, shared=shared_paths)
+            droot.write_meta(name, new_meta)
+        before = dict(old_meta or {}, status=STATUS_INCOMPLETE)
+        return _result(True, path, _diff(what, before, new_meta), release=name, status=STATUS_COMPLETE, recovered=True,
+                       manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths)
+
+    if check_mode:
+        source = source_manifest(src)
+        _check_expected(source, manifest_path)
+        tree = with_shared(source, shared_paths, RELEASE_DEPTH)
+        want_uid = os.geteuid() if uid is None else uid
+        want_gid = _default_gid(droot.stage_dir) if gid is None else gid
+        linked = len(plan_links(tree, release_link_index(droot, name), want_uid, want_gid))
+        after = _info(STATUS_COMPLETE, source, tree, shared_paths)
+        return _result(True, path, _diff(what, None, after), release=name, status=STATUS_COMPLETE,
+                       manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
+                       linked=linked, copied=tree.files - linked)
+
+    created = _make_dirs([droot.releases_dir, droot.meta_dir, droot.manifests_dir, droot.stage_dir])
+    try:
+        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, release_link_index(droot, name),
+                                uid, gid, 'release-' + name)
+        try:
+            if os.path.lexists(path):
+                raise ReleaseError('%s appeared while the release was being staged: another deploy is running?' % path)
+            os.rename(staging, path)
+        except BaseException:
+            remove_tree(staging)
+            raise
+    except BaseException:
+        _remove_created(created)
+        raise
+    fsync_dir(droot.releases_dir)
+    fsync_dir(droot.stage_dir)
+    save_manifest(release_manifest_path(droot, name), staged.tree, source_digest=staged.source.digest, shared=shared_paths)
+    new_meta = _meta(old_meta if old_meta and old_meta.get('name') == name else None, name, STATUS_COMPLETE,
+                     staged.source, staged.tree, src, shared_paths)
+    droot.write_meta(name, new_meta)
+    return _result(True, path, _diff(what, None, new_meta), release=name, status=STATUS_COMPLETE,
+                   manifest_digest=staged.source.digest, files=staged.tree.files, bytes=staged.tree.bytes,
+                   shared=shared_paths, linked=staged.linked, copied=staged.copied)
+
+
+# -- state=absent ---------------------------------------------------------------------------
+def remove_release(root: str, name: str, force: bool = False, check_mode: bool = False) -> dict[str, t.Any]:
+    """Remove ``releases/<name>`` and its metadata; never the live release, the rollback target only with force."""
+    check_release_name(name)
+    droot = DeployRoot(root)
+    path = droot.release_path(name)
+    what = 'release %s' % name
+    meta_files = [droot.meta_path(name), release_manifest_path(droot, name)]
+    exists = os.path.lexists(path)
+    if not exists and not any(os.path.lexists(p) for p in meta_files):
+        return _result(False, path, _diff(what, None, None), release=name, status='absent')
+    live = droot.live_release()
+    if live == name:
+        raise ReleaseError(
+            'release %s is live (%s -> %s): switch to another release before removing it (force does not allow removing the live release)'
+            % (name, droot.current, droot.current_target()), release=name)
+    rollback = droot.chain()['previous']
+    if rollback == name and not force:
+        raise ReleaseError(
+            'release %s is the rollback target of the live release %s: removing it would make rollback impossible; '
+            'set force: true to remove it anyway' % (name, live), release=name)
+    before = _read_json_quietly(droot.read_meta, name) or {'status': 'present'}
+    diff = _diff(what, before, None)
+    if check_mode:
+        return _result(True, path, diff, release=name, status='absent')
+    if exists:
+        _make_dirs([droot.stage_dir])
+        aside = temp_name(droot.stage_dir, 'removed-' + name)
+        os.rename(path, aside)
+        fsync_dir(droot.releases_dir)
+        fsync_dir(droot.stage_dir)
+        remove_tree(aside)
+    for meta_file in meta_files:
+        try:
+            os.unlink(meta_file)
+        except FileNotFoundError:
+            continue
+        fsync_dir(os.path.dirname(meta_file))
+    return _result(True, path, diff, release=name, status='absent')
+
+
+# -- state=failed ---------------------------------------------------------------------------
+def mark_failed(root: str, name: str, reason: str | None = None, check_mode: bool = False) -> dict[str, t.Any]:
+    """Set the status of an existing release to ``failed`` (with ``failed_reason``)."""
+    check_release_name(name)
+    droot = DeployRoot(root)
+    path = droot.release_path(name)
+    what = 'release %s' % name
+    old = _read_json_quietly(droot.read_meta, name)
+    if old is None and not os.path.isdir(path):
+        raise ReleaseError('release %s does not exist under %s: only existing releases can be marked failed' % (name, droot.releases_dir),
+                           release=name)
+    if old is not None and old.get('status') == STATUS_FAILED:
+        return _result(False, path, _diff(what, old, old), release=name, status=STATUS_FAILED,
+                       manifest_digest=old.get('manifest_digest'), files=old.get('files'), bytes=old.get('bytes'))
+    if old is not None:
+        new = dict(old)
+        new['status'] = STATUS_FAILED
+        new['failed_reason'] = reason
+    else:
+        digest = None
+        try:
+            tree, doc = load_manifest_document(release_manifest_path(droot, name))
+            digest = doc.get('source_digest', tree.digest)
+        except ManifestError:
+            pass
+        new = {'name': name, 'status': STATUS_FAILED, 'manifest_digest': digest, 'created': utc_now(), 'source': None,
+               'files': None, 'bytes': None, 'previous': None, 'next': None, 'activated': None, 'failed_reason': reason}
+    if not check_mode:
+        droot.write_meta(name, new)
+    return _result(True, path, _diff(what, old or {'status': STATUS_INCOMPLETE}, new), release=name, status=STATUS_FAILED,
+                   manifest_digest=new.get('manifest_digest'), files=new.get('files'), bytes=new.get('bytes'))
+
+
+# -- slots -------------------------------------------------------------------------------------
+def resolve_slot(droot: DeployRoot, slot: str) -> str:
+    """``a``/``b`` for ``slot`` (``inactive`` = the slot ``current`` does not point at, ``a`` when none is live).
+
+    Refuses the live slot.
+    """
+    if slot not in SLOT_CHOICES:
+        raise ReleaseError('slot %r is invalid: use one of %s' % (slot, ', '.join(SLOT_CHOICES)))
+    mode, live = droot.live()
+    active = live if mode == MODE_SLOTS else None
+    if slot == 'inactive':
+        if active is None:
+            return SLOT_NAMES[0]
+        return [s for s in SLOT_NAMES if s != active][0]
+    if slot == active:
+        other = [s for s in SLOT_NAMES if s != active][0]
+        raise ReleaseError('slot %s is live (%s -> %s): populate the inactive slot %s instead (or use slot: inactive)'
+                           % (slot, droot.current, droot.current_target(), other), slot=slot)
+    return slot
+
+
+def populate_slot(
+    root: str,
+    slot: str,
+    src: str,
+    label: str | None = None,
+    shared: t.Sequence[str] = (),
+    manifest_path: str | None = None,
+    owner: str | None = None,
+    group: str | None = None,
+    check_mode: bool = False,
+) -> dict[str, t.Any]:
+    """Replace the content of an inactive slot by ``src``; unchanged when the slot already holds the same digest."""
+    if label is not None:
+        check_release_name(label)
+    shared_paths = check_shared_paths(shared)
+    uid, gid = resolve_owner(owner, group)
+    src = os.path.abspath(src)
+    kind = source_kind(src)
+    droot = DeployRoot(root)
+    target = resolve_slot(droot, slot)
+    path = droot.slot_path(target)
+    what = 'slot %s' % target
+    old_meta = _read_json_quietly(droot.read_slot_meta, target)
+    before = None
+    if old_meta and old_meta.get('status') == STATUS_COMPLETE and os.path.isdir(path) and not os.path.islink(path):
+        before = old_meta  # the slot holds complete content
+
+    if before is not None or check_mode:
+        source = source_manifest(src)
+        _check_expected(source, manifest_path)
+        tree = with_shared(source, shared_paths, RELEASE_DEPTH)
+        if before is not None and before.get('manifest_digest') == source.digest and sorted(before.get('shared') or []) == shared_paths:
+            values = dict(slot=target, release=label, status=STATUS_COMPLETE, manifest_digest=source.digest,
+                          files=tree.files, bytes=tree.bytes, shared=shared_paths)
+            if before.get('release') == label:
+                return _result(False, path, _diff(what, before, before), **values)
+            new_meta = dict(before)
+            new_meta['release'] = label
+            if not check_mode:
+                droot.write_slot_meta(target, new_meta)
+            return _result(True, path, _diff(what, before, new_meta), **values)
+        if check_mode:
+            want_uid = os.geteuid() if uid is None else uid
+            want_gid = _default_gid(droot.stage_dir) if gid is None else gid
+            linked = len(plan_links(tree, slot_link_index(droot), want_uid, want_gid))
+            after = _info(STATUS_COMPLETE, source, tree, shared_paths, label)
+            return _result(True, path, _diff(what, before, after), slot=target, release=label, status=STATUS_COMPLETE,
+                           manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
+                           linked=linked, copied=tree.files - linked)
+
+    created = _make_dirs([droot.slots_dir, droot.slot_meta_dir, droot.stage_dir])
+    try:
+        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, slot_link_index(droot), uid, gid, 'slot-' + target)
+    except BaseException:
+        _remove_created(created)
+        raise
+    aside = None
+    try:
+        marker = dict(old_meta or {})
+        marker.update({'name': target, 'status': STATUS_INCOMPLETE})
+        droot.write_slot_meta(target, marker)
+        if os.path.lexists(path):
+            aside = temp_name(droot.stage_dir, 'old-slot-' + target)
+            os.rename(path, aside)
+        os.rename(staging, path)
+    except BaseException:
+        if aside is not None and not os.path.lexists(path):
+            os.rename(aside, path)
+        remove_tree(staging)
+        _restore_slot_meta(droot, target, old_meta)
+        raise
+    fsync_dir(droot.slots_dir)
+    fsync_dir(droot.stage_dir)
+    save_manifest(slot_manifest_path(droot, target), staged.tree, source_digest=staged.source.digest, shared=shared_paths)
+    new_meta = _meta(old_meta, target, STATUS_COMPLETE, staged.source, staged.tree, src, shared_paths)
+    new_meta['release'] = label
+    droot.write_slot_meta(target, new_meta)
+    if aside is not None:
+        remove_tree(aside)
+    return _result(True, path, _diff(what, before, new_meta), slot=target, release=label, status=STATUS_COMPLETE,
+                   manifest_digest=staged.source.digest, files=staged.tree.files, bytes=staged.tree.bytes,
+                   shared=shared_paths, linked=staged.linked, copied=staged.copied)
+
+
+def _restore_slot_meta(droot: DeployRoot, slot: str, old_meta: dict[str, t.Any] | None) -> None:
+    if old_meta:
+        droot.write_slot_meta(slot, old_meta)
+        return
+    try:
+        os.unlink(droot.slot_meta_path(slot))
+    except FileNotFoundError:
+        pass
+
+
+# -- entry point for the module -------------------------------------------------------------------
+def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.Any]:
+    """Dispatch the ``release`` module's parameters; every refusal is a :class:`ReleaseError`."""
+    try:
+        return _run(params, check_mode)
+    except InvalidName as exc:
+        raise ReleaseError(str(exc)) from None
+    except ManifestError as exc:
+        raise ReleaseError(exc.msg, offending_path=exc.path) from None
+    except OSError as exc:
+        where = ' (%s)' % exc.filename if exc.filename else ''
+        raise ReleaseError('%s%s' % (exc.strerror or exc, where)) from None
+    except ValueError as exc:  # unreadable JSON state files and the like
+        raise ReleaseError(str(exc)) from None
+
+
+def _run(params: t.Mapping[str, t.Any], check_mode: bool) -> dict[str, t.Any]:
+    state = params.get('state') or 'present'
+    name = params.get('name')
+    slot = params.get('slot')
+    if name is not None:
+        check_release_name(name)
+    if state not in STATES:
+        raise ReleaseError('state %r is invalid: use one of %s' % (state, ', '.join(STATES)))
+    if state == 'present':
+        if not params.get('src'):
+            raise ReleaseError('src is required with state=present')
+        common = dict(src=params['src'], shared=params.get('shared') or [], manifest_path=params.get('manifest'),
+                      owner=params.get('owner'), group=params.get('group'), check_mode=check_mode)
+        if slot is not None:
+            return populate_slot(params['root'], slot, label=name, **common)
+        if name is None:
+            raise ReleaseError('name is required with state=present unless slot is set')
+        return ensure_release(params['root'], name, **common)
+    if slot is not None:
+        raise ReleaseError('slot is only used with state=present; slots are replaced, never removed or marked failed')
+    if name is None:
+        raise ReleaseError('name is required with state=%s' % state)
+    if state == 'absent':
+        return remove_release(params['root'], name, force=bool(params.get('force')), check_mode=check_mode)
+    return mark_failed(params['root'], name, reason=params.get('reason'), check_mode=check_mode)

@@ -1,0 +1,286 @@
+#!/usr/bin/python
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lock
+short_description: Acquire or release the deploy lock of a deploy root
+version_added: 0.1.0
+author:
+  - Stagehand Deploy contributors (@stagehand-deploy)
+description:
+  - Takes or gives back the single deploy lock of a deploy root, the file C(<root>/.stagehand/lock), so that two deploys
+    never work on the same root at the same time.
+  - The lock file holds JSON with C(owner), C(controller), C(host) (the managed host's hostname), C(pid), C(purpose),
+    C(token), C(acquired), C(expires) (ISO 8601 UTC) and C(ttl).
+  - Acquiring is atomic without check-then-write. The lock content is written to a unique temporary file in
+    C(.stagehand/) and fsynced, then hard-linked to C(lock); the link fails if the lock exists, so of many concurrent
+    acquirers exactly one wins.
+  - A lock held by another token that has not expired makes the task fail with a message naming the holder (owner,
+    controller, pid, purpose, since when, until when) and how to release the lock by hand.
+  - A lock past its expiry time (C(ttl) seconds after it was acquired) is taken over. The takeover and every release
+    happen under an C(flock) on C(.stagehand/lock.guard), after re-reading the lock, so of many concurrent takers
+    exactly one wins and a release never removes a lock that changed hands meanwhile.
+  - A lock file that is not a valid lock is treated as held and never taken over automatically; remove it with
+    O(state=absent) and O(force=true) once you know no deploy is running.
+  - Releasing never fails because of the lock's state, so it can run from C(always) and C(rescue) sections. An
+    absent lock is left alone; a lock held by another token is kept and reported in a warning.
+  - This module has an action plugin that runs first on the controller and fills in O(owner), O(controller) and
+    O(pid) when they are not set.
+  - The module is not part of any action group; set C(module_defaults) for it under its own name
+    C(stagehand.deploy.lock).
+options:
+  root:
+    description:
+      - The deploy root.
+      - When acquiring, the root and its C(.stagehand/) directory are created if they are missing.
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) acquires the lock, V(absent) releases it.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description:
+      - Who deploys, recorded in the lock.
+      - Filled by the action plugin with the user running Ansible on the controller when not set.
+    type: str
+  controller:
+    description:
+      - Host name of the controller, recorded in the lock.
+      - Filled by the action plugin with the controller's host name when not set.
+    type: str
+  pid:
+    description:
+      - Process id of the C(ansible-playbook) process on the controller, recorded in the lock.
+      - Filled by the action plugin when not set, with the parent process id of the worker process that runs the task,
+        which is the C(ansible-playbook) (or C(ansible)) process.
+    type: int
+  ttl:
+    description:
+      - Seconds after acquiring at which the lock counts as expired and may be taken over by another deploy.
+      - Must be greater than 0. Ignored with O(state=absent).
+    type: int
+    default: 3600
+  token:
+    description:
+      - Identifies the holder.
+      - With O(state=present), when not set a new random token is generated and returned in RV(token); acquiring again
+        with the token that holds the lock changes nothing.
+      - With O(state=absent), the lock is removed only if it is held with this token (unless O(force=true)).
+    type: str
+  purpose:
+    description:
+      - Free text recorded in the lock and shown to anyone who finds the lock held, for example V(deploy v1.4.0).
+    type: str
+  force:
+    description:
+      - With O(state=absent), remove the lock whoever holds it, even if it is not a valid lock file. Meant for operators
+        cleaning up after a deploy that died.
+      - Ignored with O(state=present).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  action_group:
+    description: Action is part of action_group(s), for convenient setting of module_defaults.
+    support: none
+    membership: []
+    details:
+      - Not part of any action group; use the name C(stagehand.deploy.lock) in C(module_defaults).
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details:
+      - Reports what would happen and changes nothing; a lock held by someone else fails the task in check mode too.
+  diff_mode:
+    support: full
+    details:
+      - Before and after are the lock file's text, empty when there is no lock.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: partial
+    details:
+      - Acquiring again with the O(token) that holds the lock and releasing an absent lock report no change.
+      - Acquiring without O(token) generates a new token every time, so a second run finds the lock held by the
+        first one and fails.
+  platform:
+    support: full
+    platforms: posix
+notes:
+  - The lock file must be on a filesystem that supports hard links and C(flock).
+seealso:
+  - name: flock(2)
+    description: The advisory lock used to guard changes to an existing lock.
+    link: https://man7.org/linux/man-pages/man2/flock.2.html
+"""
+
+EXAMPLES = r"""
+- name: Deploy under the lock, always releasing it
+  block:
+    - name: Take the deploy lock
+      stagehand.deploy.lock:
+        root: /srv/app
+        purpose: deploy v1.4.0
+        ttl: 1800
+      register: deploy_lock
+
+    - name: Deploy steps go here
+      ansible.builtin.debug:
+        msg: deploying with lock {{ deploy_lock.token }}
+  always:
+    - name: Release the deploy lock
+      stagehand.deploy.lock:
+        root: /srv/app
+        state: absent
+        token: "{{ deploy_lock.token | default(omit) }}"
+
+- name: Acquire with a known token (re-running this task changes nothing)
+  stagehand.deploy.lock:
+    root: /srv/app
+    token: "release-{{ release_name }}"
+
+- name: Operator cleanup after a deploy died, whoever holds the lock
+  stagehand.deploy.lock:
+    root: /srv/app
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether the lock is held with RV(token) after an acquire (also when it already was). Always false for a release.
+  returned: success
+  type: bool
+  sample: true
+released:
+  description: Whether the lock was removed (would be, in check mode). Always false for an acquire.
+  returned: success
+  type: bool
+  sample: false
+token:
+  description: The holder token; the generated one when acquiring without O(token). Pass it to the release.
+  returned: always
+  type: str
+  sample: 8f14e45fceea167a5a36dedd4bea2543
+holder:
+  description:
+    - The lock content after the task (in check mode what it would be), null when there is no lock.
+    - On failure, the holder that keeps the lock.
+    - For an unreadable lock file that is left in place, a dictionary with only C(raw), its first bytes.
+  returned: always
+  type: dict
+  sample:
+    owner: alice
+    controller: laptop.example.org
+    host: web1
+    pid: 41721
+    purpose: deploy v1.4.0
+    token: 8f14e45fceea167a5a36dedd4bea2543
+    acquired: "2026-11-22T10:00:00Z"
+    expires: "2026-11-22T11:00:00Z"
+    ttl: 3600
+taken_over:
+  description: The previous, expired holder that was replaced when acquiring, else null.
+  returned: success
+  type: dict
+  sample:
+    owner: bob
+    controller: ci-runner-3
+    host: web1
+    pid: 1203
+    purpose: deploy v1.3.9
+    token: 1679091c5a880faf6fb5e6087eb1b2dc
+    acquired: "2026-11-21T08:00:00Z"
+    expires: "2026-11-21T09:00:00Z"
+    ttl: 3600
+path:
+  description: Path of the lock file.
+  returned: always
+  type: str
+  sample: /srv/app/.stagehand/lock
+raw:
+  description: First bytes of a lock file that is not a valid lock, when acquiring is refused because of it.
+  returned: failure
+  type: str
+  sample: "b'garbage'"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
+    DEFAULT_TTL,
+    LockCorrupt,
+    LockError,
+    LockHeld,
+    acquire,
+    raw_head,
+    release,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type='path', required=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            owner=dict(type='str'),
+            controller=dict(type='str'),
+            pid=dict(type='int'),
+            ttl=dict(type='int', default=DEFAULT_TTL),
+            token=dict(type='str', no_log=False),
+            purpose=dict(type='str'),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    path = DeployRoot(params['root']).lock_path
+    failed = dict(changed=False, acquired=False, released=False, token=params['token'], path=path)
+    try:
+        if params['state'] == 'present':
+            result = acquire(
+                params['root'],
+                token=params['token'],
+                owner=params['owner'],
+                controller=params['controller'],
+                pid=params['pid'],
+                purpose=params['purpose'],
+                ttl=params['ttl'],
+                check_mode=module.check_mode,
+            )
+        else:
+            result = release(params['root'], token=params['token'], force=params['force'], check_mode=module.check_mode)
+    except LockHeld as exc:
+        module.fail_json(msg=exc.msg, holder=exc.holder, **failed)
+    except LockCorrupt as exc:
+        module.fail_json(msg=exc.msg, holder=None, raw=raw_head(exc.raw), **failed)
+    except LockError as exc:
+        module.fail_json(msg=exc.msg, holder=None, **failed)
+    except OSError as exc:
+        module.fail_json(msg='Could not %s the deploy lock %s: %s' % (
+            'acquire' if params['state'] == 'present' else 'release', path, exc), holder=None, **failed)
+
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    diff = result.pop('diff')
+    if module._diff:
+        result['diff'] = diff
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

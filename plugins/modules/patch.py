@@ -1,0 +1,341 @@
+#!/usr/bin/python
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: patch
+short_description: Apply a set of file operations to a tree as one transaction
+version_added: 0.1.0
+description:
+  - Applies a changeset (create, update, delete and symlink operations) to a directory tree so that either
+    all of it is applied or none of it, even if the process is killed or the machine loses power.
+  - "It follows the phases of the Karazeh patcher. B(Recover): a journal left by an interrupted run is rolled
+    back completely before anything else. B(Stage): every operation is checked and its new content copied into
+    a cache in O(workdir); nothing live is touched. B(Deploy): a journal is written and fsynced, then each
+    original is kept as a hard link (or moved, for V(delete)) in O(workdir) and replaced by a C(rename) system call from
+    the cache. B(Validate): the optional O(validate) command runs. B(Commit): the journal is removed, then the
+    backups and the cache."
+  - Any failure during deploy or validate rolls every operation back (originals restored by rename, created files
+    and created empty directories removed) and the task fails saying so.
+  - Operations already in their desired state are no-ops, so running the same changeset again reports no change.
+  - Concurrent runs on the same tree are refused (C(flock) on the tree's root directory).
+author:
+  - Stagehand Deploy contributors (@stagehand-deploy)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs every stage check and reports what would change, writing nothing. An interrupted run's journal is
+        not rolled back in check mode; the result says it would be (V(changed=true)) without evaluating the
+        operations.
+  diff_mode:
+    support: full
+    details:
+      - Returns one diff per changed entry. Binary files and files larger than 64 KiB are summarized by size and
+        sha256; symlinks are shown as their target.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+    details:
+      - Operations already in their desired state (content, mode, owner, symlink target) are no-ops.
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - Root of the tree to patch. It must exist and be a directory.
+    type: path
+    required: true
+  operations:
+    description:
+      - The changeset, applied in order. It may be empty (useful to only recover an interrupted run).
+      - Each path may appear once; one changeset may not touch a path and something beneath it.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      op:
+        description:
+          - V(create) writes a new file; the path must be absent (or already hold exactly the wanted file).
+            Missing parent directories are created (mode 0755) and removed again on rollback.
+          - V(update) replaces an existing regular file.
+          - V(delete) removes a file or symlink; an absent path is a no-op. Directories are refused.
+          - V(symlink) makes the path a symlink to O(operations[].target), replacing a file, a symlink or nothing,
+            never a directory.
+        type: str
+        required: true
+        choices: [create, update, delete, symlink]
+      path:
+        description:
+          - Path relative to O(path). Absolute paths and C(..) components are refused, and the path must stay
+            inside the tree also through existing symlinked parent directories.
+          - It may not be inside O(workdir).
+        type: str
+        required: true
+      content:
+        description:
+          - The new content as a string (UTF-8), for V(create) and V(update).
+          - Mutually exclusive with O(operations[].src).
+        type: str
+      src:
+        description:
+          - Absolute path of a file on the managed host holding the new content, for V(create) and V(update).
+          - Mutually exclusive with O(operations[].content).
+        type: path
+      sha256:
+        description:
+          - Expected sha256 (hex, optionally prefixed by C(sha256:)) of the current file, for V(update) and
+            V(delete). The operation is refused when the file differs, unless it is already in the desired state.
+        type: str
+      mode:
+        description:
+          - Octal mode of the new file, such as V(0644) (quote it in YAML), for V(create) and V(update).
+          - Defaults to the current mode for V(update) and V(0644) for V(create).
+        type: raw
+      owner:
+        description:
+          - User name or uid owning the new entry (V(create), V(update), V(symlink)).
+          - Defaults to the current owner for V(update), and to the user running the module otherwise.
+        type: str
+      group:
+        description:
+          - Group name or gid of the new entry (V(create), V(update), V(symlink)).
+          - Defaults to the current group for V(update); for V(create) the group of a set-group-ID parent
+            directory, else the group of the user running the module.
+        type: str
+      target:
+        description:
+          - What the symlink points to, for V(symlink) (required there). Stored as given, relative or absolute.
+        type: str
+  validate:
+    description:
+      - Command run after the deploy phase, in O(path), before committing. It is split like a shell would
+        (C(shlex.split)) but not run through a shell; C(%s) in an argument is replaced by O(path).
+      - A non-zero exit status rolls the whole changeset back; its rc, stdout and stderr are in the failure result.
+      - It only runs when something changed.
+    type: str
+  workdir:
+    description:
+      - Directory for the journal, the cache and the backups. It must be on the same filesystem as the tree
+        (every change is a C(rename) system call) and its parent must exist.
+      - Defaults to C(<path>/.stagehand-patch), which is removed again at the end of each run when it is empty.
+        A workdir given explicitly is created when missing and kept.
+      - It must hold nothing but what this module puts there; operations may not target it.
+    type: path
+notes:
+  - Needs a filesystem with hard links (for the backups); without them the original is moved aside instead, so the
+    path is briefly absent during the swap.
+  - The transaction covers the file contents, modes, owners and symlinks listed in O(operations), not services that
+    read them; reload those in a handler.
+"""
+
+EXAMPLES = r"""
+- name: Patch a PHP application in place, checking the config first
+  stagehand.deploy.patch:
+    path: /srv/app/current
+    operations:
+      - op: update
+        path: config/app.php
+        src: /tmp/app.php
+        sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      - op: create
+        path: public/robots.txt
+        content: "User-agent: *\nDisallow:\n"
+        mode: '0644'
+      - op: delete
+        path: public/install.php
+      - op: symlink
+        path: storage
+        target: ../../shared/storage
+    validate: php -l %s/config/app.php
+
+- name: Change an nginx site and roll back if nginx rejects it
+  stagehand.deploy.patch:
+    path: /etc/nginx
+    operations:
+      - op: update
+        path: sites-available/app.conf
+        content: "{{ lookup('template', 'app.conf.j2') }}"
+    validate: nginx -t
+  notify: Reload nginx
+
+- name: Only roll back an interrupted run, if any
+  stagehand.deploy.patch:
+    path: /srv/app/current
+    operations: []
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the tree changed (operations applied, an interrupted run rolled back or leftovers removed).
+  returned: always
+  type: bool
+  sample: true
+recovered:
+  description: Whether a journal of an interrupted run was found and rolled back before this run (a warning says so).
+  returned: always
+  type: bool
+  sample: false
+operations:
+  description: One entry per operation, in order. Empty when check mode found an interrupted run to recover first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The operation's path, normalized, relative to O(path).
+      type: str
+      returned: always
+      sample: config/app.php
+    op:
+      description: The operation.
+      type: str
+      returned: always
+      sample: update
+    changed:
+      description: Whether this operation changes the tree (false when already in the desired state).
+      type: bool
+      returned: always
+      sample: true
+    before_sha256:
+      description: sha256 of the regular file before the operation; null when there was no regular file.
+      type: str
+      returned: always
+      sample: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+    after_sha256:
+      description: sha256 of the regular file after the operation; null when there is no regular file.
+      type: str
+      returned: always
+      sample: fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
+    before_target:
+      description: Target of the symlink before the operation; null when it was not a symlink.
+      type: str
+      returned: always
+      sample: null
+    after_target:
+      description: Target of the symlink after the operation; null when it is not a symlink.
+      type: str
+      returned: always
+      sample: ../../shared/storage
+validate:
+  description: The validate command that ran and its result.
+  returned: when O(validate) is set and something changed (also in the failure result when the command failed)
+  type: dict
+  contains:
+    cmd:
+      description: The command as run (list of arguments).
+      type: list
+      elements: str
+      sample: [nginx, -t]
+    rc:
+      description: Exit status.
+      type: int
+      sample: 0
+    stdout:
+      description: Standard output.
+      type: str
+      sample: ''
+    stderr:
+      description: Standard error.
+      type: str
+      sample: 'nginx: configuration file /etc/nginx/nginx.conf test is successful'
+  sample:
+    cmd: [nginx, -t]
+    rc: 0
+    stdout: ''
+    stderr: 'nginx: configuration file /etc/nginx/nginx.conf test is successful'
+restored:
+  description: In a failure result after the deploy phase started, whether every operation was rolled back.
+    When false, the journal was kept and the next run finishes the rollback.
+  returned: on failure after the deploy phase started
+  type: bool
+  sample: true
+rc:
+  description: Exit status of the failed validate command.
+  returned: when the validate command failed
+  type: int
+  sample: 1
+stdout:
+  description: Standard output of the failed validate command.
+  returned: when the validate command failed
+  type: str
+  sample: ''
+stderr:
+  description: Standard error of the failed validate command.
+  returned: when the validate command failed
+  type: str
+  sample: 'nginx: [emerg] unexpected "}" in /etc/nginx/sites-enabled/app.conf:12'
+diff:
+  description: One before/after pair per changed entry.
+  returned: in diff mode (also in check mode)
+  type: list
+  elements: dict
+  sample:
+    - before_header: config/app.php (mode 0644)
+      after_header: config/app.php (mode 0640)
+      before: "<?php return ['debug' => true];\n"
+      after: "<?php return ['debug' => false];\n"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, run_patch
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            operations=dict(
+                type='list',
+                elements='dict',
+                required=True,
+                options=dict(
+                    op=dict(type='str', required=True, choices=['create', 'update', 'delete', 'symlink']),
+                    path=dict(type='str', required=True),
+                    content=dict(type='str'),
+                    src=dict(type='path'),
+                    sha256=dict(type='str'),
+                    mode=dict(type='raw'),
+                    owner=dict(type='str'),
+                    group=dict(type='str'),
+                    target=dict(type='str'),
+                ),
+                mutually_exclusive=[('content', 'src')],
+            ),
+            validate=dict(type='str'),
+            workdir=dict(type='path'),
+        ),
+        supports_check_mode=True,
+    )
+
+    def runner(args: list[str], cwd: str) -> tuple[int, str, str]:
+        return module.run_command(args, cwd=cwd, handle_exceptions=False)
+
+    try:
+        result = run_patch(
+            module.params['path'],
+            module.params['operations'],
+            workdir=module.params['workdir'],
+            validate=module.params['validate'],
+            check_mode=module.check_mode,
+            diff=module._diff,
+            runner=runner,
+        )
+    except PatchError as exc:
+        for warning in exc.result.pop('warnings', []):
+            module.warn(warning)
+        module.fail_json(msg=exc.msg, **exc.result)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

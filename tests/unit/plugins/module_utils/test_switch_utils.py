@@ -1,0 +1,253 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""_switch internals: crash windows, the RENAME_EXCHANGE fallback, and the _state helpers it relies on."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import os
+
+import pytest
+
+from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _switch
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    DeployRoot,
+    check_link_name,
+    format_utc,
+)
+
+
+def make_release(root, name, status='complete', meta=True):
+    path = os.path.join(str(root), 'releases', name)
+    os.makedirs(path)
+    with open(os.path.join(path, 'index.php'), 'w') as f:
+        f.write(name)
+    if meta:
+        DeployRoot(str(root)).write_meta(name, {
+            'name': name, 'status': status, 'manifest_digest': None, 'created': '2026-01-01T00:00:00Z',
+            'source': 'test', 'files': 1, 'bytes': len(name), 'previous': None, 'next': None,
+            'activated': None, 'failed_reason': None,
+        })
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / 'app'
+    r.mkdir()
+    for name in ('v1', 'v2', 'v3'):
+        make_release(r, name)
+    return str(r)
+
+
+def meta(root, name):
+    return DeployRoot(root).read_meta(name)
+
+
+def make_plain_current(root):
+    current = os.path.join(root, 'current')
+    os.mkdir(current)
+    with open(os.path.join(current, 'index.php'), 'w') as f:
+        f.write('legacy')
+    return current
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after_link(monkeypatch):
+    """Make apply_switch die right after the link changed, before the 'after' metadata writes."""
+    real = _switch._write_ops
+
+    def write_ops(droot, ops, phases):
+        if phases == ('after',):
+            raise Crash()
+        return real(droot, ops, phases)
+
+    monkeypatch.setattr(_switch, '_write_ops', write_ops)
+
+
+# -- crash windows -------------------------------------------------------------
+def test_crash_after_rename_is_repaired_by_next_call(root, monkeypatch):
+    _switch.switch(root, release='v1')
+    with monkeypatch.context() as m:
+        crash_after_link(m)
+        with pytest.raises(Crash):
+            _switch.switch(root, release='v2')
+    # The symlink moved; the metadata only holds the intent.
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v2'
+    assert meta(root, 'v2')['previous'] == 'v1' and meta(root, 'v2')['activated'] is None
+    assert meta(root, 'v1')['next'] is None
+    assert DeployRoot(root).chain() == {'live': 'v2', 'previous': 'v1', 'next': None}
+    # Rolling back right away works and commits the interrupted activation first.
+    res = _switch.switch(root, target='previous')
+    assert res['current'] == 'v1' and res['changed'] is True
+    assert meta(root, 'v1')['next'] == 'v2' and meta(root, 'v2')['activated']
+
+
+def test_crash_during_migration_after_exchange(root, monkeypatch):
+    make_plain_current(root)
+    with monkeypatch.context() as m:
+        crash_after_link(m)
+        with pytest.raises(Crash):
+            _switch.switch(root, release='v2', migrate_name='legacy')
+    # The old site is already a complete release, the new one live but not committed.
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v2'
+    assert DeployRoot(root).release_status('legacy') == 'complete'
+    assert meta(root, 'v2')['previous'] == 'legacy' and meta(root, 'v2')['activated'] is None
+    res = _switch.switch(root, release='v2')
+    assert res['changed'] is True and res['chain'] == {'live': 'v2', 'previous': 'legacy', 'next': None}
+    res = _switch.switch(root, target='previous')
+    assert res['current'] == 'legacy'
+    with open(os.path.join(root, 'current', 'index.php')) as f:
+        assert f.read() == 'legacy'
+
+
+def test_link_failure_takes_the_intent_back(root, monkeypatch, snapshot):
+    _switch.switch(root, release='v1')
+    before = snapshot(root)
+
+    def boom(link, target):
+        raise OSError(errno.EIO, 'simulated I/O error')
+
+    monkeypatch.setattr(_atomic, 'replace_symlink', boom)
+    with pytest.raises(OSError):
+        _switch.switch(root, release='v2')
+    after = snapshot(root)
+    # The intent written to v2's metadata was put back (same content; the file was rewritten, so not the same mtime).
+    for snap in (before, after):
+        snap['.stagehand/releases/v2.json'].pop('mtime_ns')
+    assert after == before
+
+
+# -- migration without RENAME_EXCHANGE ----------------------------------------
+@pytest.mark.parametrize('code', [errno.EINVAL, errno.ENOSYS])
+def test_migration_falls_back_when_exchange_unsupported(root, monkeypatch, code):
+    make_plain_current(root)
+
+    def unsupported(a, b):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(_atomic, 'exchange', unsupported)
+    res = _switch.switch(root, release='v2', migrate_name='legacy')
+    assert res['changed'] is True and res['migrated'] == 'legacy'
+    assert len(res['warnings']) == 1
+    assert 'brief gap' in res['warnings'][0] and os.strerror(code) in res['warnings'][0]
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v2'
+    with open(os.path.join(root, 'releases', 'legacy', 'index.php')) as f:
+        assert f.read() == 'legacy'
+    assert meta(root, 'v2')['previous'] == 'legacy'
+    assert sorted(os.listdir(root)) == ['.stagehand', 'current', 'releases']
+
+
+def test_migration_other_exchange_error_changes_nothing(tmp_path, monkeypatch, snapshot):
+    root = str(tmp_path / 'ab')
+    os.makedirs(os.path.join(root, 'slots', 'a'))
+    DeployRoot(root).write_slot_meta('a', {'name': 'a', 'status': 'complete', 'release': 'v1'})
+    make_plain_current(root)
+    before = snapshot(root)
+
+    def cross_device(a, b):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(_atomic, 'exchange', cross_device)
+    with pytest.raises(OSError) as exc:
+        _switch.switch(root, mode='slots', target='a', migrate_name='legacy')
+    assert exc.value.errno == errno.EXDEV
+    assert snapshot(root) == before  # no releases/ dir, no metadata, no stray symlink
+
+
+def test_real_exchange_is_used(root, monkeypatch):
+    calls = []
+    real = _atomic.exchange
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(_atomic, 'exchange', spy)
+    make_plain_current(root)
+    res = _switch.switch(root, release='v1', migrate_name='legacy')
+    assert res['warnings'] == []
+    assert calls == [(os.path.join(root, 'releases', 'legacy'), os.path.join(root, 'current'))]
+
+
+def test_default_migrate_name_uses_utc():
+    moment = datetime.datetime(2026, 11, 22, 11, 30, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+    assert _switch.default_migrate_name(moment) == 'migrated-20261122T103005'
+    assert format_utc(moment) == '2026-11-22T10:30:05Z'
+
+
+def test_plan_writes_nothing(root, snapshot):
+    _switch.switch(root, release='v1')
+    before = snapshot(root)
+    plan = _switch.plan_switch(root, release='v2')
+    assert plan.changed and plan.link_changes
+    assert [op[:2] for op in plan.meta.ops] == [('before', 'v2'), ('after', 'v1'), ('after', 'v2')]
+    assert snapshot(root) == before
+
+
+# -- _state helpers --------------------------------------------------------------
+@pytest.mark.parametrize('text, expected', [
+    ('releases/v1', ('releases', 'v1')),
+    ('./releases/v1/', ('releases', 'v1')),
+    ('../app/releases/v1', ('releases', 'v1')),
+    ('slots/b', ('slots', 'b')),
+    ('slots/c', (None, None)),
+    ('releases', (None, None)),
+    ('releases/v1/public', (None, None)),
+    ('releases/.hidden', (None, None)),
+    ('/etc', (None, None)),
+    ('../other/releases/v1', (None, None)),
+])
+def test_designates(root, text, expected):
+    assert DeployRoot(root).designates(text) == expected
+
+
+def test_designates_absolute(root):
+    assert DeployRoot(root).designates(os.path.join(root, 'releases', 'v2')) == ('releases', 'v2')
+
+
+def test_inspect_current_kinds(root):
+    d = DeployRoot(root)
+    assert d.inspect_current()['kind'] == 'missing'
+    os.symlink('releases/v1', d.current)
+    assert d.inspect_current() == {'kind': 'symlink', 'target': 'releases/v1', 'mode': 'releases', 'name': 'v1'}
+    os.unlink(d.current)
+    os.symlink('nowhere', d.current)
+    assert d.inspect_current() == {'kind': 'symlink', 'target': 'nowhere', 'mode': None, 'name': None}
+    os.unlink(d.current)
+    os.mkdir(d.current)
+    assert d.inspect_current()['kind'] == 'directory'
+    os.rmdir(d.current)
+    with open(d.current, 'w') as f:
+        f.write('x')
+    assert d.inspect_current()['kind'] == 'other'
+
+
+@pytest.mark.parametrize('name', ['releases', 'slots', 'shared', '.stagehand', '', 'a/b', '..'])
+def test_check_link_name_refuses(name):
+    with pytest.raises(InvalidName):
+        check_link_name(name)
+
+
+def test_meta_names_and_slot_status(root):
+    d = DeployRoot(root)
+    os.makedirs(d.meta_dir, exist_ok=True)
+    with open(os.path.join(d.meta_dir, '.junk.json'), 'w') as f:
+        f.write('{}')
+    assert d.meta_names() == ['v1', 'v2', 'v3']
+    assert d.slot_status('a') == 'incomplete'
+    os.makedirs(d.slot_path('a'))
+    assert d.slot_status('a') == 'incomplete'
+    d.write_slot_meta('a', {'name': 'a', 'status': 'failed'})
+    assert d.slot_status('a') == 'failed'
+    d.write_slot_meta('a', {'name': 'a', 'status': 'complete'})
+    assert d.slot_status('a') == 'complete'
+    assert d.slot_chain('b') == {'live': 'b', 'previous': 'a', 'next': None}
+    assert d.slot_chain('a') == {'live': 'a', 'previous': None, 'next': None}
+    assert d.slot_chain(None) == {'live': None, 'previous': None, 'next': None}
