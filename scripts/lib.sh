@@ -136,6 +136,11 @@ ensure_ssh_key() {
     command -v ssh >/dev/null 2>&1 || apt_install openssh-client
 }
 
+# The controller builds releases: git archive, then composer install.
+ensure_controller_tools() {
+    apt_install git php-cli composer unzip
+}
+
 ensure_testbed() {
     ensure_docker
     ensure_target_image

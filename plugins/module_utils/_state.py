@@ -201,17 +201,11 @@ class DeployRoot:
         """Return ``(mode, name)`` of what ``current`` points at.
 
         ``mode`` is ``releases`` or ``slots``; ``(None, None)`` when ``current``
-        is missing, is not a symlink, or points somewhere unexpected.
+        is missing, is not a symlink, or points somewhere else. Every spelling
+        of a link into the root counts (see :meth:`inspect_current`).
         """
-        target = self.current_target()
-        if target is None:
-            return None, None
-        parts = os.path.normpath(target).split(os.sep)
-        if len(parts) == 2 and parts[0] == 'releases':
-            return MODE_RELEASES, parts[1]
-        if len(parts) == 2 and parts[0] == 'slots' and parts[1] in SLOT_NAMES:
-            return MODE_SLOTS, parts[1]
-        return None, None
+        info = self.inspect_current()
+        return info['mode'], info['name']
 
     def live_release(self) -> str | None:
         mode, name = self.live()
