@@ -20,6 +20,11 @@ import os
 import stat
 import typing as t
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
+    DEFAULT_HISTORY,
+    HistoryError,
+    read_history,
+)
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
     InvalidName,
@@ -130,8 +135,11 @@ def _sort_key(entry: dict[str, t.Any]) -> tuple[bool, str, str]:
     return (not isinstance(created, str), created if isinstance(created, str) else '', entry['name'])
 
 
-def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, link: str = 'current') -> dict[str, t.Any]:
+def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, link: str = 'current',
+                 history: int = DEFAULT_HISTORY) -> dict[str, t.Any]:
     """Describe the deploy root (see the ``release_info`` module for the result)."""
+    if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+        raise InfoError('history %r is invalid: use a number of entries >= 0 (0 returns none)' % (history,))
     if mode not in INFO_MODES:
         raise InfoError('mode %r is invalid: use one of %s' % (mode, ', '.join(INFO_MODES)))
     try:
@@ -153,9 +161,14 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
         'previous': None,
         'next': None,
         'lock': None,
+        'history': [],
     }
     if not os.path.isdir(droot.root):
         return result
+    try:
+        result['history'] = read_history(droot.root, history)
+    except HistoryError as exc:
+        raise InfoError(str(exc)) from None
 
     current = droot.inspect_current()
     if mode == MODE_DETECT:

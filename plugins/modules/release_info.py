@@ -41,6 +41,13 @@ options:
       - Name of the live symlink inside O(root).
     type: str
     default: current
+  history:
+    description:
+      - How many of the last entries of the deploy history (C(.stagehand/history.jsonl), written by
+        M(stagehand.deploy.history)) to return in RV(history).
+      - V(0) returns none. Must not be negative.
+    type: int
+    default: 10
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -81,6 +88,16 @@ EXAMPLES = r"""
 - name: Names of the failed releases
   ansible.builtin.debug:
     msg: "{{ app.releases | selectattr('status', 'equalto', 'failed') | map(attribute='name') | list }}"
+
+- name: The last three deploys, rollbacks and cleanups
+  stagehand.deploy.release_info:
+    root: /srv/app
+    history: 3
+  register: recent
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ recent.history | map(attribute='outcome') | list }}"
 
 - name: A/B mode
   stagehand.deploy.release_info:
@@ -286,10 +303,61 @@ lock:
     acquired: "2026-11-22T10:00:00Z"
     expires: "2026-11-22T11:00:00Z"
     ttl: 3600
+history:
+  description:
+    - The last O(history) entries of the deploy history, oldest first, as written by M(stagehand.deploy.history).
+    - Lines that are not JSON objects (a line torn by a crash) are skipped. Empty when there is no history.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: V(deploy), V(rollback) or V(cleanup).
+      type: str
+      sample: deploy
+    release:
+      description: The release deployed or rolled back to, or null.
+      type: str
+      sample: v2
+    previous:
+      description: The release live before, or null.
+      type: str
+      sample: v1
+    user:
+      description: Who ran it.
+      type: str
+      sample: alice
+    controller:
+      description: The controller it was run from.
+      type: str
+      sample: laptop.example.org
+    start:
+      description: When it started (ISO 8601 UTC).
+      type: str
+      sample: "2026-11-22T10:00:00Z"
+    end:
+      description: When it ended (ISO 8601 UTC).
+      type: str
+      sample: "2026-11-22T10:01:02Z"
+    outcome:
+      description: V(success), V(failed), V(refused) or V(rolled_back).
+      type: str
+      sample: success
+    phases:
+      description: Seconds spent per phase.
+      type: dict
+      sample:
+        lock: 0.12
+        build: 31.5
+    error:
+      description: What went wrong, or null.
+      type: str
+      sample: null
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._history import DEFAULT_HISTORY
 from ansible_collections.stagehand.deploy.plugins.module_utils._info import (
     INFO_MODES,
     InfoError,
@@ -304,12 +372,14 @@ def main() -> None:
             name=dict(type='str'),
             mode=dict(type='str', choices=list(INFO_MODES), default='releases'),
             link=dict(type='str', default='current'),
+            history=dict(type='int', default=DEFAULT_HISTORY),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
-        result = release_info(params['root'], name=params['name'], mode=params['mode'], link=params['link'])
+        result = release_info(params['root'], name=params['name'], mode=params['mode'], link=params['link'],
+                              history=params['history'])
     except InfoError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
