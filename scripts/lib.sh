@@ -58,6 +58,15 @@ ensure_venv() {
 ensure_collection_link() {
     mkdir -p "$BUILD/collections/ansible_collections/stagehand"
     ln -sfn "$REPO" "$BUILD/collections/ansible_collections/stagehand/deploy"
+    # Molecule's prerun installs a snapshot copy of the collection into the user's
+    # collections path, first on the search path; a symlink to this checkout makes it
+    # skip that, so every scenario tests the checkout itself.
+    local user_link="$HOME/.ansible/collections/ansible_collections/stagehand/deploy"
+    if [ "$(readlink "$user_link" 2>/dev/null)" != "$REPO" ]; then
+        mkdir -p "$(dirname "$user_link")"
+        rm -rf "$user_link"
+        ln -sfn "$REPO" "$user_link"
+    fi
 }
 
 collection_copy() {

@@ -32,9 +32,12 @@ import datetime
 import errno
 import os
 import stat
+import time
 import typing as t
+import urllib.error
+import urllib.request
 
-from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic
+from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
     InvalidName,
@@ -52,8 +55,9 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
 
 SWITCH_MODES = (MODE_RELEASES, MODE_SLOTS)
 TARGET_PREVIOUS = 'previous'
+TARGET_PREVIOUS_GOOD = 'previous_good'
 TARGET_INACTIVE = 'inactive'
-RELEASE_TARGETS = (TARGET_PREVIOUS,)
+RELEASE_TARGETS = (TARGET_PREVIOUS, TARGET_PREVIOUS_GOOD)
 SLOT_TARGETS = SLOT_NAMES + (TARGET_INACTIVE,)
 MIGRATE_PREFIX = 'migrated-'
 
@@ -179,18 +183,50 @@ def _describe_current(droot: DeployRoot, current: dict[str, t.Any]) -> str:
     return '%s points at %s' % (droot.current, current['target'])
 
 
+def describe_releases(droot: DeployRoot, live: str | None = None) -> str:
+    """``v1 (complete), v2 (complete, live), v3 (failed)``: the releases on disk with their status, or ``none``."""
+    names = [name for name in droot.release_names() if is_release_name(name)]
+    return ', '.join('%s (%s%s)' % (name, droot.release_status(name), ', live' if name == live else '') for name in names) or 'none'
+
+
+def previous_good(droot: DeployRoot, plan_meta: _MetaView, live: str) -> str:
+    """The release to roll back to from ``live``: its recorded previous release when that one is complete, else the
+    complete release activated most recently before ``live``. Raises :class:`SwitchError` when there is none."""
+    meta = plan_meta.get(live) or {}
+    previous = meta.get('previous')
+    if is_release_name(previous) and previous != live and droot.release_status(previous) == STATUS_COMPLETE:
+        return t.cast(str, previous)
+    live_activated = meta.get('activated') or ''
+    best: tuple[str, str] | None = None
+    for name in droot.release_names():
+        if name == live or not is_release_name(name) or droot.release_status(name) != STATUS_COMPLETE:
+            continue
+        activated = (plan_meta.get(name) or {}).get('activated')
+        if isinstance(activated, str) and activated and activated < live_activated and (best is None or activated > best[0]):
+            best = (activated, name)
+    if best is None:
+        raise SwitchError(
+            '%s is live and there is no earlier good release to roll back to (its previous release %s); '
+            'releases there: %s' % (live, ('%s is %s' % (previous, droot.release_status(previous))) if is_release_name(previous)
+                                    else 'is not recorded', describe_releases(droot, live)))
+    return best[1]
+
+
 def _resolve_release(droot: DeployRoot, plan_meta: _MetaView, current: dict[str, t.Any],
                      release: str | None, target: str | None) -> str:
     if target is not None and release is None:
-        if target != TARGET_PREVIOUS:
+        if target not in RELEASE_TARGETS:
             raise SwitchError(
-                'target %r is only valid in mode=slots; in mode=releases use target=previous or release=<name>' % (target,)
+                'target %r is only valid in mode=slots; in mode=releases use target=previous, target=previous_good '
+                'or release=<name>' % (target,)
             )
         if current['mode'] != MODE_RELEASES:
             raise SwitchError(
-                'target=previous needs a live release to go back from, but %s' % _describe_current(droot, current)
+                'target=%s needs a live release to go back from, but %s' % (target, _describe_current(droot, current))
             )
         live = current['name']
+        if target == TARGET_PREVIOUS_GOOD:
+            return previous_good(droot, plan_meta, live)
         meta = plan_meta.get(live) or {}
         previous = meta.get('previous')
         if not previous:
@@ -500,3 +536,667 @@ def switch(
     if plan.changed and not check_mode:
         apply_switch(plan)
     return plan.result()
+
+
+# -- post commands, health check and revert (switch_checked) -------------------------------------
+DEFAULT_RELEASE_HEADER = 'X-Release'
+DEFAULT_HEALTH_TIMEOUT = 10.0
+HEALTH_INTERVAL = 0.5
+MAX_OUTPUT_CHARS = 4096
+MAX_BODY_CHARS = 1024
+PHASE_SWITCH = 'switch'
+PHASE_REVERT = 'revert'
+
+# run_command(argv) -> (rc, stdout, stderr); raises OSError when the program cannot be run
+CommandRunner = t.Callable[[t.List[str]], t.Tuple[int, str, str]]
+# fetch(url, header, timeout) -> (status or None, header value or None, body text, error or None)
+Fetcher = t.Callable[[str, str, float], t.Tuple[t.Optional[int], t.Optional[str], str, t.Optional[str]]]
+
+
+class SwitchFailed(SwitchError):
+    """The switch happened, then a post command or the health check failed; ``result`` is the module result."""
+
+    def __init__(self, msg: str, result: dict[str, t.Any]) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+def check_post_commands(commands: object) -> list[list[str]]:
+    """Return ``commands`` as a list of argv lists, else raise :class:`SwitchError` naming the bad entry."""
+    if commands is None:
+        return []
+    if not isinstance(commands, (list, tuple)):
+        raise SwitchError('post_commands %r is invalid: use a list of argv lists such as [["systemctl", "reload", "php8.2-fpm"]]' % (commands,))
+    checked = []
+    for index, argv in enumerate(commands):
+        if isinstance(argv, str):
+            raise SwitchError(
+                'post_commands[%d] is the string %r: give an argv list instead, such as %r (no shell is used)'
+                % (index, argv, argv.split()))
+        if not isinstance(argv, (list, tuple)) or not argv:
+            raise SwitchError('post_commands[%d] %r is invalid: use a non-empty list of strings (program and arguments)' % (index, argv))
+        for arg in argv:
+            if not isinstance(arg, str) or '\0' in arg:
+                raise SwitchError('post_commands[%d] %r is invalid: %r is not a string; every element must be a string' % (index, list(argv), arg))
+        if not argv[0]:
+            raise SwitchError('post_commands[%d] %r is invalid: the program name is empty' % (index, list(argv)))
+        checked.append(list(argv))
+    return checked
+
+
+def check_health_args(url: str | None, header: str | None, timeout: object) -> None:
+    """Refuse a health URL that is not http(s), a header name that is not a token, or a timeout that is not > 0."""
+    if url is None:
+        return
+    scheme, sep, rest = url.partition('://')
+    if not sep or scheme.lower() not in ('http', 'https') or not rest or rest.startswith('/') or any(c.isspace() for c in url):
+        raise SwitchError('health_url %r is invalid: use an http:// or https:// URL such as http://127.0.0.1/health' % (url,))
+    if header is None or (header and not all(33 <= ord(c) < 127 and c not in '()<>@,;:\\"/[]?={}' for c in header)):
+        raise SwitchError('health_release_header %r is invalid: use an HTTP header name such as X-Release (or "" not to check a header)' % (header,))
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float('inf'):
+        raise SwitchError('health_timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
+
+
+def fetch_url_status(url: str, header: str, timeout: float) -> tuple[int | None, str | None, str, str | None]:
+    """One GET of ``url`` without any proxy: ``(status, value of header, start of the body, error)``.
+
+    Redirects are followed and HTTPS certificates verified (the standard library's defaults).
+    The standard library is used rather than ``ansible.module_utils.urls``: this module runs
+    in every rollback, and the remote side compiles every module_utils source it imports on
+    each run, while the standard library comes precompiled.
+    """
+    response: t.Any = None
+    try:
+        try:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            request = urllib.request.Request(url, method='GET', headers={'User-Agent': 'stagehand.deploy.switch'})
+            response = opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        status = int(getattr(response, 'status', None) or response.getcode())
+        value = response.headers.get(header) if header else None
+        try:
+            body = response.read(MAX_BODY_CHARS).decode('utf-8', errors='replace')
+        except (OSError, ValueError):
+            body = ''
+        return status, value, body, None
+    except urllib.error.URLError as exc:
+        return None, None, '', 'cannot connect: %s' % (exc.reason,)
+    except (OSError, ValueError) as exc:  # timeouts, resets, invalid responses
+        return None, None, '', 'request failed: %s' % (exc,)
+    finally:
+        if response is not None:
+            try:
+                response.close()
+            except (OSError, AttributeError):
+                pass
+
+
+def wait_healthy(
+    url: str,
+    expected: str,
+    header: str = DEFAULT_RELEASE_HEADER,
+    timeout: float = DEFAULT_HEALTH_TIMEOUT,
+    interval: float = HEALTH_INTERVAL,
+    fetch: Fetcher | None = None,
+    clock: t.Callable[[], float] | None = None,
+    sleep: t.Callable[[float], None] | None = None,
+) -> dict[str, t.Any]:
+    """GET ``url`` every ``interval`` seconds until it answers 200 with ``header: expected``, or ``timeout`` passes.
+
+    Always makes at least one attempt. Returns the ``health`` result:
+    ``url, ok, status, release, expected, header, attempts, elapsed, error, body``.
+    """
+    fetch = fetch or fetch_url_status
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    start = clock()
+    deadline = start + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        status, value, body, error = fetch(url, header, max(0.1, min(timeout, deadline - clock())))
+        if error is None:
+            if status != 200:
+                error = 'HTTP status %s, expected 200' % status
+            elif header and value is None:
+                error = 'the response has no %s header, expected %r' % (header, expected)
+            elif header and value.strip() != expected:
+                error = '%s is %r, expected %r' % (header, value.strip(), expected)
+        if error is None or clock() + interval > deadline:
+            break
+        sleep(interval)
+    return {
+        'url': url,
+        'ok': error is None,
+        'status': status,
+        'release': value.strip() if value is not None else None,
+        'expected': expected if header else None,
+        'header': header or None,
+        'attempts': attempts,
+        'elapsed': round(clock() - start, 3),
+        'error': error,
+        'body': body if error is not None else '',
+    }
+
+
+def _clip(text: object) -> str:
+    text = text if isinstance(text, str) else str(text or '')
+    return text if len(text) <= MAX_OUTPUT_CHARS else text[:MAX_OUTPUT_CHARS] + ' ... (truncated)'
+
+
+def run_post_commands(commands: list[list[str]], runner: CommandRunner, phase: str) -> tuple[list[dict[str, t.Any]], str | None]:
+    """Run the commands in order, stopping at the first failure; ``(results, failure message or None)``."""
+    results = []
+    for argv in commands:
+        try:
+            rc, out, err = runner(list(argv))
+        except OSError as exc:
+            results.append({'argv': argv, 'rc': None, 'stdout': '', 'stderr': _clip(str(exc)), 'phase': phase})
+            return results, 'post command %r could not be run: %s' % (argv, exc)
+        results.append({'argv': argv, 'rc': rc, 'stdout': _clip(out), 'stderr': _clip(err), 'phase': phase})
+        if rc != 0:
+            detail = (err or out or '').strip().splitlines()
+            return results, 'post command %r failed with rc %s%s' % (argv, rc, (': %s' % detail[-1]) if detail else '')
+    return results, None
+
+
+def _expected_release(plan: SwitchPlan) -> str:
+    if plan.mode == MODE_SLOTS:
+        try:
+            meta = plan.droot.read_slot_meta(plan.name)
+        except ValueError:
+            meta = None
+        label = meta.get('release') if isinstance(meta, dict) else None
+        return label if isinstance(label, str) and label else plan.name
+    return plan.name
+
+
+def _describe_link(current: dict[str, t.Any], droot: DeployRoot) -> str:
+    if current['kind'] == 'symlink':
+        return '%s -> %s' % (droot.current, current['target'])
+    if current['kind'] == 'directory':
+        return '%s (a plain directory)' % droot.current
+    return '%s (absent)' % droot.current
+
+
+def revert_switch(plan: SwitchPlan, saved: dict[str, bytes | None]) -> str:
+    """Point the live link back to what it was before :func:`apply_switch`; return the text it now has (or '' for none).
+
+    Metadata written by the switch is put back as it was (``saved``), except
+    that a plain directory migrated by the switch stays a release and is what
+    the link points at again. Repairs of an earlier crash are kept.
+    """
+    droot = plan.droot
+    kind = plan.current.get('kind')
+    if kind == 'symlink':
+        text = t.cast(str, plan.current['target'])
+        point_link(droot, text)
+    elif kind == 'directory' and plan.migrate is not None:
+        text = DeployRoot.link_text(MODE_RELEASES, plan.migrate)
+        point_link(droot, text)
+        saved = {name: data for name, data in saved.items() if name != plan.migrate}
+    else:
+        text = ''
+        try:
+            os.unlink(droot.current)
+        except FileNotFoundError:
+            pass
+        _atomic.fsync_dir(droot.root)
+    _restore_meta(droot, saved)
+    _write_ops(droot, plan.meta.ops, ('repair',))
+    if plan.migrate is not None:
+        meta = droot.read_meta(plan.migrate)
+        if isinstance(meta, dict) and meta.get('next') is not None:
+            meta['next'] = None
+            droot.write_meta(plan.migrate, meta)
+    return text
+
+
+def _live_now(droot: DeployRoot) -> dict[str, t.Any]:
+    current = droot.inspect_current()
+    if current['mode'] == MODE_RELEASES:
+        meta = droot.read_meta(current['name']) or {}
+        chain = {'live': current['name'], 'previous': meta.get('previous'), 'next': meta.get('next')}
+    elif current['mode'] == MODE_SLOTS:
+        chain = droot.slot_chain(current['name'])
+    else:
+        chain = {'live': None, 'previous': None, 'next': None}
+    path = droot.target_path(current['mode'], current['name']) if current['mode'] else None
+    return {'current': current['name'], 'chain': chain, 'path': path}
+
+
+def switch_checked(
+    root: str,
+    release: str | None = None,
+    target: str | None = None,
+    mode: str = MODE_RELEASES,
+    force: bool = False,
+    link: str = 'current',
+    migrate_name: str | None = None,
+    post_commands: object = None,
+    health_url: str | None = None,
+    health_release_header: str = DEFAULT_RELEASE_HEADER,
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+    revert_on_failure: bool | None = None,
+    run_command: CommandRunner | None = None,
+    fetch: Fetcher | None = None,
+    check_mode: bool = False,
+    now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """:func:`switch`, then the post commands and the health check, reverting the switch when one fails.
+
+    Post commands run only when the link changed; the health check runs
+    whenever ``health_url`` is set (a release that was already live and fails
+    it is reported, with nothing to revert). In check mode nothing runs.
+    Raises :class:`SwitchError` for a refused request (nothing changed) and
+    :class:`SwitchFailed` (with the result) when a post command or the health
+    check failed after the switch.
+    """
+    commands = check_post_commands(post_commands)
+    check_health_args(health_url, health_release_header, health_timeout)
+    if commands and run_command is None:
+        raise SwitchError('post_commands are given but no command runner is available')
+    revert = bool(health_url) if revert_on_failure is None else bool(revert_on_failure)
+    try:
+        plan = plan_switch(root, release=release, target=target, mode=mode, force=force, link=link,
+                           migrate_name=migrate_name, now=now)
+    except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8)
+        raise SwitchError('cannot read the metadata under %s: %s' % (DeployRoot(root).state_dir, exc)) from None
+    result = plan.result()
+    result.update(reverted=False, health=None, post_commands=[])
+    if check_mode:
+        return result
+    droot = plan.droot
+    switched = plan.link_changes
+    saved = _save_meta(droot, sorted({name for phase, name, _f, _c in plan.meta.ops if phase != 'repair'}))
+    if plan.changed:
+        apply_switch(plan)
+
+    failure = None
+    if switched and commands:
+        outputs, failure = run_post_commands(commands, t.cast(CommandRunner, run_command), PHASE_SWITCH)
+        result['post_commands'].extend(outputs)
+    if failure is None and health_url:
+        health = wait_healthy(health_url, _expected_release(plan), health_release_header, float(health_timeout), fetch=fetch)
+        result['health'] = health
+        if not health['ok']:
+            failure = 'the health check of %s failed after %d attempt(s) in %.1f s: %s' % (
+                health_url, health['attempts'], health['elapsed'], health['error'])
+    if failure is None:
+        return result
+
+    after = _describe_link(droot.inspect_current(), droot)
+    if not switched:
+        msg = '%s was already live (%s), so nothing was switched or reverted; %s' % (plan.name, after, failure)
+        raise SwitchFailed(msg, result)
+    msg = 'switched %s to %s, then %s' % (_describe_link(plan.current, droot), plan.text, failure)
+    if not revert:
+        msg += '; revert_on_failure is false, so %s is left as it is' % after
+        raise SwitchFailed(msg, result)
+    try:
+        text = revert_switch(plan, saved)
+    except OSError as exc:
+        msg += '; reverting the switch failed (%s): %s' % (exc, _describe_link(droot.inspect_current(), droot))
+        raise SwitchFailed(msg, result) from None
+    result['reverted'] = True
+    result.update(_live_now(droot))
+    msg += '. The switch was reverted: %s' % ('%s points at %s again' % (droot.current, text) if text else
+                                              '%s was removed again (nothing was live before)' % droot.current)
+    if commands:
+        outputs, again = run_post_commands(commands, t.cast(CommandRunner, run_command), PHASE_REVERT)
+        result['post_commands'].extend(outputs)
+        msg += '; post_commands were run again' + (' and %s' % again if again else '')
+    raise SwitchFailed(msg, result)
+
+
+# -- switch_guarded: the deploy lock, the migrations record and the history in the same call -------
+# The whole of a rollback in one module call: take the deploy lock, resolve and check the
+# target (including the irreversible-migrations check against the on-disk record), switch
+# with post commands and health check (switch_checked), append the history line, release
+# the lock. Nothing here talks to the database.
+MIGRATIONS_RECORD = 'migrations.json'
+PHASE_LOCK = 'lock'
+PHASE_CHECK = 'check'
+PHASE_HEALTH = 'health'
+
+
+class NeedsDatabaseCheck(SwitchError):
+    """The migrations record cannot answer for this switch; nothing was changed. ``details`` is the migrations result."""
+
+    def __init__(self, msg: str, details: dict[str, t.Any]) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class GuardedFailure(SwitchError):
+    """A guarded switch that was refused or failed; ``result`` is the module result (with ``failed_phase``)."""
+
+    def __init__(self, msg: str, result: dict[str, t.Any]) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+def migrations_record_path(droot: DeployRoot) -> str:
+    """``<root>/.stagehand/migrations.json``: the migrations applied to the database, as last seen by a deploy."""
+    return os.path.join(droot.state_dir, MIGRATIONS_RECORD)
+
+
+def check_migrations_dir(value: object) -> str:
+    """Return ``value`` if it is a relative path inside a release, else raise :class:`SwitchError`."""
+    if not isinstance(value, str) or not value or '\0' in value or os.path.isabs(value) \
+            or '..' in value.replace('\\', '/').split('/'):
+        raise SwitchError('migrations_dir %r is invalid: give the migrations directory relative to the release root, '
+                          'such as migrations (no absolute path, no ..)' % (value,))
+    return value
+
+
+def _scan_ids(path: str) -> dict[str, bool] | None:
+    """``id -> irreversible`` of the migrations in ``path`` ({} when it does not exist), None when it cannot be read."""
+    try:
+        return dict((m.id, m.irreversible) for m in _migrate.scan_migrations(path))
+    except (_migrate.MigrateError, OSError):
+        return None
+
+
+def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, migrations_dir: str,
+                             database: str | None = None) -> dict[str, t.Any]:
+    """Which irreversible migrations applied to the database ``target`` does not know, from the record on disk.
+
+    The record (``.stagehand/migrations.json``, written by the deploy after its migrations and
+    by a rollback that read the database) holds ``{"applied": [ids], "database": name}``. A
+    migration applied but absent from ``releases/<target>/<migrations_dir>`` is *unknown*;
+    whether it is irreversible is read from the release on this host that has it (the live one
+    first), exactly as the migrate module decides it. The result has ``needs_db_check`` set (a
+    reason) instead of an answer when the record is missing or unreadable, names another
+    database, misses a migration of the live release (so it is older than what is live), or an
+    unknown migration is in no release here.
+    """
+    path = migrations_record_path(droot)
+    result: dict[str, t.Any] = {'record': path, 'applied': [], 'unknown': [], 'irreversible_since': [], 'needs_db_check': None}
+
+    def undecided(reason: str) -> dict[str, t.Any]:
+        result['needs_db_check'] = reason
+        return result
+
+    try:
+        record = _atomic.read_json(path)
+    except (ValueError, OSError) as exc:
+        return undecided('the migrations record %s cannot be read: %s' % (path, exc))
+    if record is None:
+        return undecided('there is no migrations record %s (written by each deploy once its migrations are done)' % path)
+    applied = record.get('applied') if isinstance(record, dict) else None
+    if not isinstance(applied, list) or not all(isinstance(mid, str) for mid in applied):
+        return undecided('the migrations record %s is not valid (no list of applied migration ids)' % path)
+    result['applied'] = sorted(set(applied))
+    if database is not None and record.get('database') != database:
+        return undecided('the migrations record %s is about database %r, not %r' % (path, record.get('database'), database))
+
+    releases: dict[str, dict[str, bool] | None] = {}
+
+    def ids_of(name: str) -> dict[str, bool] | None:
+        if name not in releases:
+            releases[name] = _scan_ids(os.path.join(droot.release_path(name), migrations_dir))
+        return releases[name]
+
+    if live is not None:
+        live_ids = ids_of(live)
+        missing = sorted(set(live_ids or ()) - set(result['applied']))
+        if live_ids is None or missing:
+            return undecided('the migrations record %s is older than the live release %s (%s)' % (
+                path, live, 'which has migrations it does not list: %s' % ', '.join(missing) if missing
+                else 'whose migrations cannot be read'))
+    target_ids = ids_of(target)
+    if target_ids is None:
+        return undecided('the migrations of %s cannot be read' % target)
+    result['unknown'] = [mid for mid in result['applied'] if mid not in target_ids]
+    order = ([live] if live is not None else []) + [name for name in droot.release_names() if name != live and is_release_name(name)]
+    for mid in result['unknown']:
+        irreversible = None
+        for name in order:
+            ids = ids_of(name)
+            if ids is not None and mid in ids:
+                irreversible = ids[mid]
+                break
+        if irreversible is None:
+            return undecided('applied migration %s is in no release on this host, so whether it is irreversible is not known' % mid)
+        if irreversible:
+            result['irreversible_since'].append(mid)
+    return result
+
+
+def check_lock_args(lock: t.Mapping[str, t.Any] | None) -> dict[str, t.Any] | None:
+    """The arguments for :func:`_lock.acquire` from the ``lock`` option (None: no locking); raise :class:`SwitchError`."""
+    if lock is None:
+        return None
+    if not isinstance(lock, t.Mapping):
+        raise SwitchError('lock %r is invalid: use a mapping such as {"purpose": "rollback", "ttl": 3600}' % (lock,))
+    unknown = sorted(str(key) for key in lock if key not in ('owner', 'controller', 'pid', 'purpose', 'ttl'))
+    if unknown:
+        raise SwitchError('lock has unknown keys %s: use owner, controller, pid, purpose, ttl' % ', '.join(unknown))
+    args = {key: lock.get(key) for key in ('owner', 'controller', 'pid', 'purpose')}
+    ttl = lock.get('ttl')
+    args['ttl'] = _lock.DEFAULT_TTL if ttl is None else ttl
+    try:
+        _lock.check_ttl(args['ttl'])
+    except _lock.LockArgumentError as exc:
+        raise SwitchError('lock.%s' % exc.msg) from None
+    for key in ('owner', 'controller', 'purpose'):
+        if args[key] is not None and not isinstance(args[key], str):
+            raise SwitchError('lock.%s %r is invalid: use a string' % (key, args[key]))
+    if args['pid'] is not None and (isinstance(args['pid'], bool) or not isinstance(args['pid'], int)):
+        raise SwitchError('lock.pid %r is invalid: use a process id (a whole number)' % (args['pid'],))
+    return args
+
+
+def check_history_args(history: t.Mapping[str, t.Any] | None, now: datetime.datetime) -> dict[str, t.Any] | None:
+    """The ``history`` option as a partial record, validated like the history module does; raise :class:`SwitchError`.
+
+    ``action``, ``user``, ``controller`` are required; ``start`` defaults to now; ``phases`` are
+    merged with the phases timed here; ``release``, ``previous``, ``outcome`` and ``error``
+    override what the switch would record.
+    """
+    if history is None:
+        return None
+    if not isinstance(history, t.Mapping):
+        raise SwitchError('history %r is invalid: use a mapping with action, user, controller (and start, phases)' % (history,))
+    given = dict((key, value) for key, value in history.items() if value is not None)
+    if 'end' in given:
+        raise SwitchError('history.end cannot be given: it is the time the switch ends')
+    probe = {'release': None, 'previous': None, 'outcome': 'success', 'start': format_utc(now), 'end': format_utc(now)}
+    probe.update(given)
+    try:
+        _history.validate_record(probe, now)
+    except _history.HistoryError as exc:
+        raise SwitchError(str(exc).replace('record', 'history', 1)) from None
+    return given
+
+
+def _timed(phases: dict[str, float], name: str, started: float, clock: t.Callable[[], float]) -> None:
+    phases[name] = round(phases.get(name, 0.0) + max(0.0, clock() - started), 3)
+
+
+def _refused_result(droot: DeployRoot, mode: str, previous: str | None, warnings: list[str]) -> dict[str, t.Any]:
+    """The switch part of the result when nothing was switched (refused before, or the switch itself failed early)."""
+    result = _live_now(droot)
+    result.update(changed=False, previous=previous, mode=mode, migrated=None, reverted=False, health=None,
+                  post_commands=[], warnings=warnings, diff={})
+    return result
+
+
+def switch_guarded(
+    root: str,
+    lock: t.Mapping[str, t.Any] | None = None,
+    history: t.Mapping[str, t.Any] | None = None,
+    migrations_dir: str | None = None,
+    migrations_database: str | None = None,
+    require_live: bool = False,
+    check_mode: bool = False,
+    now: datetime.datetime | None = None,
+    clock: t.Callable[[], float] | None = None,
+    **switch_args: t.Any,
+) -> dict[str, t.Any]:
+    """:func:`switch_checked` under the deploy lock, with the target and migrations checked first and a history line.
+
+    Order: validate every argument (a bad one changes nothing, takes no lock, writes no
+    history) -> acquire the lock (``lock``; held by another: refused, naming the holder) ->
+    check (``require_live``, the target, and with ``migrations_dir`` the irreversible
+    migrations from the record on disk) -> :func:`switch_checked` -> append the history
+    line (``history``) -> release the lock, whatever happened.
+
+    Returns the result of :func:`switch_checked` plus ``lock``, ``migrations``, ``history``,
+    ``needs_db_check`` and ``failed_phase``. Raises :class:`SwitchError` for bad arguments
+    (nothing done) and :class:`GuardedFailure` (with the result) for a refusal or a failure;
+    when the migrations record cannot answer, ``needs_db_check`` is true in that result, the
+    lock is released and no history line is written. In check mode nothing is written (the
+    lock is only checked, the history line is returned but not appended).
+    """
+    clock = clock or time.monotonic
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    mode = switch_args.get('mode', MODE_RELEASES)
+    lock_args = check_lock_args(lock)
+    record = check_history_args(history, moment)
+    if migrations_dir is not None:
+        check_migrations_dir(migrations_dir)
+        if mode != MODE_RELEASES:
+            raise SwitchError('migrations_dir is only valid in mode=releases')
+    check_post_commands(switch_args.get('post_commands'))
+    check_health_args(switch_args.get('health_url'), switch_args.get('health_release_header', DEFAULT_RELEASE_HEADER),
+                      switch_args.get('health_timeout', DEFAULT_HEALTH_TIMEOUT))
+    if switch_args.get('release') is not None:
+        try:
+            check_release_name(switch_args['release'])
+        except InvalidName as exc:
+            raise SwitchError(str(exc)) from None
+    extra: dict[str, t.Any] = {'lock': None, 'migrations': None, 'history': None, 'needs_db_check': False, 'failed_phase': None}
+    if lock_args is None and record is None and migrations_dir is None and not require_live:
+        try:
+            result = switch_checked(root, check_mode=check_mode, now=now, **switch_args)
+        except SwitchFailed as exc:
+            exc.result.update(extra)
+            raise
+        result.update(extra)
+        return result
+
+    droot = DeployRoot(root, switch_args.get('link', 'current'))
+    phases: dict[str, float] = {}
+    warnings: list[str] = []
+    token: str | None = None
+    phase = PHASE_LOCK
+    target: str | None = None
+    previous: str | None = None
+    result: dict[str, t.Any] | None = None
+    failure: Exception | None = None
+    error: str | None = None
+    outcome = 'success'
+    started = clock()
+    try:
+        if lock_args is not None:
+            extra['lock'] = {'path': droot.lock_path, 'acquired': False, 'released': False, 'holder': None}
+            try:
+                got = _lock.acquire(root, check_mode=check_mode, **lock_args)
+            except _lock.LockHeld as exc:
+                extra['lock']['holder'] = exc.holder
+                held_current = droot.inspect_current()  # for the history line only: what is live, not changed
+                previous = held_current['name'] if held_current['kind'] == 'symlink' else None
+                raise
+            token = None if check_mode else got['token']
+            extra['lock'].update(acquired=True, holder=got['holder'])
+            warnings.extend(got['warnings'])
+            _timed(phases, PHASE_LOCK, started, clock)
+
+        phase, started = PHASE_CHECK, clock()
+        current = droot.inspect_current()
+        previous = current['name'] if current['kind'] == 'symlink' else None
+        if require_live and current['mode'] is None:
+            raise SwitchError('nothing is live under %s (%s), so there is nothing to roll back; releases there: %s' % (
+                droot.root, _describe_current(droot, current), describe_releases(droot)))
+        try:
+            plan = plan_switch(root, release=switch_args.get('release'), target=switch_args.get('target'), mode=mode,
+                               force=switch_args.get('force', False), link=droot.link_name,
+                               migrate_name=switch_args.get('migrate_name'), now=now)
+        except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8)
+            raise SwitchError('cannot read the metadata under %s: %s' % (droot.state_dir, exc)) from None
+        target = plan.name if mode == MODE_RELEASES else _expected_release(plan)
+        previous = plan.previous
+        if migrations_dir is not None:
+            live = current['name'] if current['mode'] == MODE_RELEASES else None
+            checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database)
+            extra['migrations'] = checked
+            if checked['needs_db_check']:
+                extra['needs_db_check'] = True
+                raise NeedsDatabaseCheck(
+                    'the irreversible-migrations check cannot be done from disk: %s. Check the database instead '
+                    '(stagehand.deploy.migrate state=checked); nothing was changed' % checked['needs_db_check'], checked)
+            if checked['irreversible_since']:
+                raise SwitchError(
+                    'the database has irreversible migrations that %s does not know: %s (per %s). Switching to %s would '
+                    'run it against a schema it cannot use: restore the database from the dump taken before they were '
+                    'applied first. Nothing was changed'
+                    % (plan.name, ', '.join(checked['irreversible_since']), checked['record'], plan.name))
+        _timed(phases, PHASE_CHECK, started, clock)
+
+        phase, started = PHASE_SWITCH, clock()
+        args = dict(switch_args)
+        if mode == MODE_RELEASES:
+            args.pop('target', None)
+            args['release'] = plan.name  # resolved once, under the lock
+        result = switch_checked(root, check_mode=check_mode, now=now, **args)
+    except NeedsDatabaseCheck as exc:
+        failure, error = exc, exc.msg
+    except SwitchFailed as exc:
+        failure, error, result = exc, exc.msg, exc.result
+        outcome = 'rolled_back' if exc.result.get('reverted') else 'failed'
+    except (SwitchError, _lock.LockError) as exc:
+        failure, error, outcome = exc, getattr(exc, 'msg', None) or str(exc), 'refused'
+    except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8), found before anything changed
+        failure, outcome = exc, 'refused'
+        error = 'cannot read the metadata under %s: %s' % (droot.state_dir, exc)
+    except OSError as exc:
+        failure, outcome = exc, 'failed'
+        error = 'Could not switch %s in %s: %s' % (droot.link_name, droot.root, exc)
+    finally:
+        if phase == PHASE_SWITCH:
+            health = (result or {}).get('health') or {}
+            seconds = max(0.0, clock() - started)
+            if health:
+                phases[PHASE_HEALTH] = round(float(health.get('elapsed') or 0.0), 3)
+                seconds = max(0.0, seconds - phases[PHASE_HEALTH])
+            phases[PHASE_SWITCH] = round(seconds, 3)
+            if isinstance(failure, SwitchFailed) and health and not health.get('ok'):
+                phase = PHASE_HEALTH
+        elif failure is not None:
+            _timed(phases, phase, started, clock)
+        try:
+            if record is not None and not isinstance(failure, NeedsDatabaseCheck):
+                entry: dict[str, t.Any] = {'start': format_utc(moment), 'release': target, 'previous': previous,
+                                           'outcome': outcome, 'error': error}
+                entry.update(record)
+                entry['phases'] = dict(record.get('phases') or {}, **phases)
+                try:
+                    extra['history'] = _history.append_record(root, entry, check_mode=check_mode)['record']
+                except (_history.HistoryError, OSError) as exc:
+                    warnings.append('the history line could not be written to %s: %s' % (droot.history_path, exc))
+        finally:
+            if token is not None:
+                try:
+                    released = _lock.release(root, token=token)
+                    extra['lock']['released'] = released['released']
+                    warnings.extend(released['warnings'])
+                except OSError as exc:
+                    warnings.append('the deploy lock %s could not be released: %s' % (droot.lock_path, exc))
+
+    if result is None:
+        result = _refused_result(droot, mode, previous, [])
+    result['warnings'] = list(result.get('warnings') or []) + warnings
+    if extra['history'] is not None:
+        result['changed'] = True  # a line was (or, in check mode, would be) appended
+    if failure is not None:
+        extra['failed_phase'] = phase
+    result.update(extra)
+    if failure is not None:
+        raise GuardedFailure(t.cast(str, error), result)
+    return result

@@ -18,8 +18,13 @@ stdout, and in ``--output`` when given, written atomically) counts:
   than ``--grace`` seconds (default 1) after the live pointer last changed,
 
 plus ``requests``, ``ok``, ``probes``, ``switches`` (changes of the live pointer seen),
-``pointer_changes``, ``responses_by_release`` and up to 30 ``examples`` of what went wrong,
-each with its time in seconds since the start.
+``pointer_changes``, ``responses_by_release``, ``latency_ms`` (p50, p99 and max of the front
+page's 2xx responses), ``in_flight_at_switch`` and
+``probes_in_flight_at_switch`` (2xx responses to requests that were running when the pointer
+changed: the requests a switch could have broken; if there were none, zero errors would prove
+little), ``errors_by_cause`` (e.g. ``non_2xx: / 502``), ``first_error`` and ``last_error``
+(seconds since the start) and up to 30 ``examples`` of what went wrong (3 per cause), each with
+its time in seconds since the start.
 
 ``--ready-file`` is created once the first 2xx response has arrived, so a caller can wait for
 the load to be running before it deploys. Example (on the target):
@@ -41,6 +46,7 @@ import threading
 import time
 
 MAX_EXAMPLES = 30
+EXAMPLES_PER_CAUSE = 3
 
 
 class Stats:
@@ -56,14 +62,26 @@ class Stats:
         self.mixed = 0
         self.bad_probes = 0
         self.probes = 0
-        self.samples: list[tuple[float, float, str]] = []  # (start, end, X-Release) for stale analysis
+        # (start, end, X-Release, is a probe) of every 2xx response, for the analysis at the end
+        self.samples: list[tuple[float, float, str, bool]] = []
+        self.causes: dict[str, int] = {}
+        self.first_error: float | None = None
+        self.last_error: float | None = None
         self.examples: list[str] = []
 
-    def note(self, kind: str, example: str) -> None:
+    def note(self, kind: str, cause: str, example: str) -> None:
+        """Count one failure of ``kind`` (a counter), grouped by ``cause``; keep a few examples of each cause."""
+        when = time.monotonic() - self.began
         with self.lock:
             setattr(self, kind, getattr(self, kind) + 1)
-            if len(self.examples) < MAX_EXAMPLES:
-                self.examples.append('+%.3f s %s: %s' % (time.monotonic() - self.began, kind, example))
+            key = '%s: %s' % (kind, cause)
+            seen = self.causes.get(key, 0)
+            self.causes[key] = seen + 1
+            if self.first_error is None:
+                self.first_error = when
+            self.last_error = when
+            if seen < EXAMPLES_PER_CAUSE and len(self.examples) < MAX_EXAMPLES:
+                self.examples.append('+%.3f s %s: %s' % (when, kind, example))
 
 
 def watch_pointer(link: str, stop: threading.Event, changes: list[tuple[float, str]]) -> None:
@@ -102,7 +120,7 @@ def worker(args: argparse.Namespace, stats: Stats, stop: threading.Event, deadli
             body = resp.read()
             release = resp.getheader('X-Release') or ''
         except (OSError, http.client.HTTPException) as exc:
-            stats.note('socket_errors', '%s %s: %s' % (path, exc.__class__.__name__, exc))
+            stats.note('socket_errors', '%s %s' % (path.partition('?')[0], exc.__class__.__name__), '%s %s: %s' % (path, exc.__class__.__name__, exc))
             # back off a little, so a server that refuses connections is not hammered
             stop.wait(max(args.pause_ms, 10) / 1000.0)
             continue
@@ -111,11 +129,11 @@ def worker(args: argparse.Namespace, stats: Stats, stop: threading.Event, deadli
         if args.pause_ms:
             stop.wait(args.pause_ms / 1000.0)
         if not 200 <= resp.status < 300:
-            stats.note('non_2xx', '%s %d release=%s body=%r' % (path, resp.status, release, body[:120]))
+            stats.note('non_2xx', '%s %d' % (path.partition('?')[0], resp.status), '%s %d release=%r body=%r' % (path, resp.status, release, body[:80]))
             continue
         with stats.lock:
             stats.ok += 1
-            stats.samples.append((started, time.monotonic(), release))
+            stats.samples.append((started, time.monotonic(), release, path != paths[0]))
         if not ready.is_set():
             ready.set()
             if args.ready_file:
@@ -126,12 +144,12 @@ def worker(args: argparse.Namespace, stats: Stats, stop: threading.Event, deadli
             try:
                 report = json.loads(body.decode('utf-8'))
             except ValueError:
-                stats.note('bad_probes', '%s answered 2xx with a body that is not probe JSON: %r' % (path, body[:120]))
+                stats.note('bad_probes', 'not JSON', '%s answered 2xx with a body that is not probe JSON: %r' % (path, body[:120]))
                 continue
             if not isinstance(report, dict) or 'mixed' not in report:
-                stats.note('bad_probes', '%s answered 2xx with JSON that is not a probe report: %r' % (path, body[:120]))
+                stats.note('bad_probes', 'not a probe report', '%s answered 2xx with JSON that is not a probe report: %r' % (path, body[:120]))
             elif report.get('mixed'):
-                stats.note('mixed', 'start=%s end=%s' % (report.get('start'), report.get('end')))
+                stats.note('mixed', '%s -> %s' % (report.get('start'), report.get('end')), 'start=%s end=%s' % (report.get('start'), report.get('end')))
 
 
 def live_during(changes: list[tuple[float, str]], start: float, end: float) -> set[str]:
@@ -148,7 +166,7 @@ def live_during(changes: list[tuple[float, str]], start: float, end: float) -> s
     return live
 
 
-def stale_count(samples: list[tuple[float, float, str]], changes: list[tuple[float, str]], grace: float) -> tuple[int, list[str]]:
+def stale_count(samples: list[tuple[float, float, str, bool]], changes: list[tuple[float, str]], grace: float) -> tuple[int, list[str]]:
     """Responses from a release that was not live at any moment from ``grace`` s before the request to its end.
 
     The watcher polls every few milliseconds, so the window is widened by 20 ms at
@@ -156,7 +174,7 @@ def stale_count(samples: list[tuple[float, float, str]], changes: list[tuple[flo
     """
     stale = 0
     examples = []
-    for started, ended, release in samples:
+    for started, ended, release, _probe in samples:
         if not release or not changes or started - grace < changes[0][0]:
             continue
         live = live_during(changes, started - grace, ended + 0.02)
@@ -165,6 +183,33 @@ def stale_count(samples: list[tuple[float, float, str]], changes: list[tuple[flo
             if len(examples) < 10:
                 examples.append('request at +%.3f s served by %s while live was %s' % (started - changes[0][0], release, sorted(live)))
     return stale, examples
+
+
+def in_flight_at_switch(samples: list[tuple[float, float, str, bool]], changes: list[tuple[float, str]]) -> tuple[int, int]:
+    """How many 2xx responses, and how many of them probes, were in flight when the live pointer changed.
+
+    These are the requests a switch (and the php-fpm reload after it) could have broken or
+    mixed: if there were none, zero errors would prove little.
+    """
+    switched = [when for when, _target in changes[1:]]
+    requests = probes = 0
+    for started, ended, _release, probe in samples:
+        if any(started < when < ended for when in switched):
+            requests += 1
+            probes += int(probe)
+    return requests, probes
+
+
+def latency_ms(samples: list[tuple[float, float, str, bool]]) -> dict[str, float]:
+    """p50, p99 and max of the front page's response time in milliseconds (probes sleep on purpose)."""
+    times = sorted((ended - started) * 1000.0 for started, ended, _release, probe in samples if not probe)
+    if not times:
+        return {}
+    return {
+        'p50': round(times[len(times) // 2], 1),
+        'p99': round(times[min(len(times) - 1, len(times) * 99 // 100)], 1),
+        'max': round(times[-1], 1),
+    }
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -237,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     with stats.lock:
         samples = list(stats.samples)
     stale, stale_examples = stale_count(samples, list(changes), args.grace)
+    in_flight, probes_in_flight = in_flight_at_switch(samples, list(changes))
     releases: dict[str, int] = {}
     for sample in samples:
         releases[sample[2]] = releases.get(sample[2], 0) + 1
@@ -254,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         'switches': max(len(changes) - 1, 0),
         'pointer_changes': [target for _when, target in changes],
         'responses_by_release': releases,
+        'latency_ms': latency_ms(samples),
+        'in_flight_at_switch': in_flight,
+        'probes_in_flight_at_switch': probes_in_flight,
+        'errors_by_cause': stats.causes,
+        'first_error': None if stats.first_error is None else round(stats.first_error, 3),
+        'last_error': None if stats.last_error is None else round(stats.last_error, 3),
         'examples': stats.examples + stale_examples,
         'options': {'workers': args.workers, 'probe_ms': args.probe_ms, 'pause_ms': args.pause_ms,
                     'duration': args.duration, 'max_requests': args.max_requests, 'grace': args.grace},

@@ -1,0 +1,94 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verify what the failed deploys, the rejected nginx change and the refused rollback left on the host."""
+
+from __future__ import annotations
+
+import json
+import re
+
+ROOT = '/srv/www/shop'
+VHOST = '/etc/nginx/sites-available/shop.conf'
+
+
+def _json(host, path):
+    return json.loads(host.file(path).content_string)
+
+
+def _history(host):
+    return [json.loads(line) for line in host.file(ROOT + '/.stagehand/history.jsonl').content_string.splitlines() if line.strip()]
+
+
+def test_v2_is_still_live_and_serving(host):
+    assert host.check_output('readlink %s', ROOT + '/current') == 'releases/v2'
+    out = host.check_output('curl -sS -i http://127.0.0.1/health')
+    assert out.startswith('HTTP/1.1 200')
+    assert 'X-Release: v2' in out
+
+
+def test_history_records_every_outcome(host):
+    history = _history(host)
+    assert [(e['action'], e['outcome']) for e in history] == [
+        ('deploy', 'success'),
+        ('deploy', 'refused'),
+        ('deploy', 'rolled_back'),
+        ('deploy', 'failed'),
+        ('rollback', 'refused'),
+    ]
+    assert [e['release'] for e in history[:4]] == ['v2', None, 'v4-broken-health', 'v5-bad-migration']
+    locked, broken, bad_migration, rollback = history[1:]
+    # refused before anything was built: the error names the holder of the lock
+    assert 'held by someone-else on controller other-laptop' in locked['error']
+    assert "'deploy by hand'" in locked['error']
+    assert not {'build', 'ship', 'stage', 'migrate', 'switch'} & set(locked['phases'])
+    assert broken['previous'] == 'v2'
+    assert 'health check' in broken['error']
+    # went live, failed, switched back: every phase up to the switch ran, then the undo
+    assert {'lock', 'build', 'ship', 'stage', 'migrate', 'switch', 'undo'} <= set(broken['phases'])
+    assert bad_migration['previous'] == 'v2'
+    assert '0004_' in bad_migration['error']
+    assert 'switch' not in bad_migration['phases']
+    assert 'undo' in bad_migration['phases']
+    assert rollback['previous'] == 'v2'
+    assert rollback['release'] in (None, 'v9')
+    assert re.search(r"release '?v9'? does not exist", rollback['error'])
+
+
+def test_release_that_failed_its_health_check_is_marked_failed(host):
+    meta = _json(host, ROOT + '/.stagehand/releases/v4-broken-health.json')
+    assert meta['status'] == 'failed'
+    assert meta['failed_reason'].startswith('switch: ')
+    assert 'health check' in meta['failed_reason']
+    # it stays on disk (status.yml shows why it failed) but nothing points at it
+    assert host.file(ROOT + '/releases/v4-broken-health').is_directory
+    assert _json(host, ROOT + '/.stagehand/releases/v2.json')['status'] == 'complete'
+
+
+def test_release_whose_migration_failed_is_gone(host):
+    assert not host.file(ROOT + '/releases/v5-bad-migration').exists
+    assert not host.file(ROOT + '/.stagehand/releases/v5-bad-migration.json').exists
+    assert not host.file(ROOT + '/.stagehand/manifests/v5-bad-migration.json').exists
+    assert host.check_output('ls -A %s', ROOT + '/.stagehand/stage') == ''
+    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v4-broken-health']
+
+
+def test_failed_migration_is_not_recorded(host):
+    out = host.check_output('mysql -N -B -e "SELECT id FROM stagehand_migrations ORDER BY id" shop')
+    assert out.split() == ['0001_create_visits', '0002_add_visits_user_agent']
+    # its one statement was rejected, so the schema is v2's
+    assert 'visits_release_name' not in host.check_output('mysql -N -B -e "SHOW INDEX FROM visits" shop')
+
+
+def test_rejected_nginx_change_left_the_old_configuration(host):
+    conf = host.file(VHOST).content_string
+    assert 'this_is_not_a_directive' not in conf
+    assert 'root /srv/www/shop/current/public;' in conf
+    assert host.run('nginx -t').rc == 0
+    assert host.service('nginx').is_running
+    # no file the transaction made is left beside the vhost
+    assert host.check_output('ls -A /etc/nginx/sites-available').split() == ['default', 'shop.conf']
+
+
+def test_lock_is_free(host):
+    assert not host.file(ROOT + '/.stagehand/lock').exists
