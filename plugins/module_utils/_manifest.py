@@ -406,8 +406,11 @@ def hash_file(path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _scan_dir(top: str, strict: bool) -> dict[str, Entry]:
-    """Entries of the tree below ``top``. Strict: refuse unsafe content. Lenient: report odd types as such."""
+def _scan_dir(top: str, strict: bool, hash_files: bool = True) -> dict[str, Entry]:
+    """Entries of the tree below ``top``. Strict: refuse unsafe content. Lenient: report odd types as such.
+
+    Without ``hash_files``, file entries carry their size from lstat and no sha256.
+    """
     found: dict[str, Entry] = {}
     stack = ['']
     while stack:
@@ -424,9 +427,11 @@ def _scan_dir(top: str, strict: bool) -> dict[str, Entry]:
             if stat.S_ISDIR(st.st_mode):
                 found[rel] = {'path': rel, 'type': TYPE_DIR, 'mode': mode_string(st.st_mode)}
                 stack.append(rel)
-            elif stat.S_ISREG(st.st_mode):
+            elif stat.S_ISREG(st.st_mode) and hash_files:
                 sha, size = hash_file(full)
                 found[rel] = {'path': rel, 'type': TYPE_FILE, 'mode': mode_string(st.st_mode), 'sha256': sha, 'size': size}
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = {'path': rel, 'type': TYPE_FILE, 'mode': mode_string(st.st_mode), 'size': st.st_size}
             elif stat.S_ISLNK(st.st_mode):
                 found[rel] = {'path': rel, 'type': TYPE_SYMLINK, 'target': os.readlink(full)}
             elif strict:
@@ -754,27 +759,7 @@ def verify_tree(top: str, manifest: Manifest) -> list[str]:
 
 
 def _scan_dir_lazy(top: str) -> dict[str, Entry]:
-    found: dict[str, Entry] = {}
-    stack = ['']
-    while stack:
-        rel_dir = stack.pop()
-        abs_dir = os.path.join(top, rel_dir) if rel_dir else top
-        with os.scandir(abs_dir) as it:
-            names = sorted(e.name for e in it)
-        for name in names:
-            rel = rel_dir + '/' + name if rel_dir else name
-            full = os.path.join(abs_dir, name)
-            st = os.lstat(full)
-            if stat.S_ISDIR(st.st_mode):
-                found[rel] = {'path': rel, 'type': TYPE_DIR, 'mode': mode_string(st.st_mode)}
-                stack.append(rel)
-            elif stat.S_ISREG(st.st_mode):
-                found[rel] = {'path': rel, 'type': TYPE_FILE, 'mode': mode_string(st.st_mode), 'size': st.st_size}
-            elif stat.S_ISLNK(st.st_mode):
-                found[rel] = {'path': rel, 'type': TYPE_SYMLINK, 'target': os.readlink(full)}
-            else:
-                found[rel] = {'path': rel, 'type': _kind_of(st.st_mode)}
-    return found
+    return _scan_dir(top, strict=False, hash_files=False)
 
 
 # -- shared paths -------------------------------------------------------------

@@ -10,6 +10,8 @@ Release names become directory names under ``releases/`` and file names under
 
 from __future__ import annotations
 
+import grp
+import pwd
 import re
 
 MAX_NAME_LENGTH = 128
@@ -53,3 +55,21 @@ def is_release_name(name: object) -> bool:
     except InvalidName:
         return False
     return True
+
+
+def account_id(value: object, group: bool = False) -> int:
+    """A user (or, with ``group``, a group) name or numeric id on this host -> uid (or gid).
+
+    Raises ValueError naming the value and what is allowed.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    try:
+        if isinstance(value, str) and value:
+            return grp.getgrnam(value).gr_gid if group else pwd.getpwnam(value).pw_uid
+    except KeyError:
+        pass
+    kind = 'group' if group else 'user'
+    raise ValueError('%r is not a known %s on this host: use an existing %s name or a numeric id' % (value, kind, kind))

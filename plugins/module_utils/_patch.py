@@ -30,10 +30,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import grp
 import hashlib
 import os
-import pwd
 import re
 import shlex
 import stat
@@ -41,6 +39,7 @@ import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir
 from ansible_collections.stagehand.deploy.plugins.module_utils._journal import Journal, JournalError
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import account_id
 
 JOURNAL_KIND = 'stagehand.patch'
 DEFAULT_WORKDIR_NAME = '.stagehand-patch'
@@ -107,17 +106,10 @@ def parse_sha256(value: object, what: str) -> str:
 
 def resolve_id(value: object, what: str, group: bool = False) -> int:
     """A user (or group) name or numeric id -> uid (or gid)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     try:
-        if isinstance(value, str) and value:
-            return grp.getgrnam(value).gr_gid if group else pwd.getpwnam(value).pw_uid
-    except KeyError:
-        pass
-    kind = 'group' if group else 'user'
-    raise PatchError('%s %r is not a known %s on this host: use an existing %s name or a numeric id' % (what, value, kind, kind))
+        return account_id(value, group)
+    except ValueError as exc:
+        raise PatchError('%s %s' % (what, exc)) from None
 
 
 def normalize_relpath(value: object, what: str) -> str:

@@ -39,10 +39,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import grp
 import hashlib
 import os
-import pwd
 import shutil
 import stat
 import typing as t
@@ -78,6 +76,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
     InvalidName,
+    account_id,
     check_release_name,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
@@ -128,21 +127,11 @@ def _problems_text(problems: list[str]) -> str:
 
 def resolve_owner(owner: str | None, group: str | None) -> tuple[int | None, int | None]:
     """Numeric uid/gid for user and group names (or numeric strings); None when not given."""
-    uid = gid = None
-    if owner is not None:
-        try:
-            uid = pwd.getpwnam(owner).pw_uid
-        except KeyError:
-            if not owner.isdigit():
-                raise ReleaseError('owner %r does not exist on the managed host: use an existing user name or a numeric uid' % owner) from None
-            uid = int(owner)
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            if not group.isdigit():
-                raise ReleaseError('group %r does not exist on the managed host: use an existing group name or a numeric gid' % group) from None
-            gid = int(group)
+    try:
+        uid = None if owner is None else account_id(owner)
+        gid = None if group is None else account_id(group, group=True)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from None
     return uid, gid
 
 

@@ -153,6 +153,8 @@ holder:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
+
 from ansible_collections.stagehand.deploy.plugins.module_utils._cleanup import (
     DEFAULT_KEEP,
     CleanupError,
@@ -179,12 +181,7 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg='Could not clean up %s: %s' % (params['root'], exc), removed=[])
 
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    diff = result.pop('diff')
-    if module._diff:
-        result['diff'] = diff
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

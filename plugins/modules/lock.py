@@ -220,6 +220,8 @@ raw:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
+
 from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     DEFAULT_TTL,
     LockCorrupt,
@@ -274,12 +276,7 @@ def main() -> None:
         module.fail_json(msg='Could not %s the deploy lock %s: %s' % (
             'acquire' if params['state'] == 'present' else 'release', path, exc), holder=None, **failed)
 
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    diff = result.pop('diff')
-    if module._diff:
-        result['diff'] = diff
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

@@ -251,6 +251,8 @@ error:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
+
 from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import (
     STATES,
     Client,
@@ -302,9 +304,7 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg='migrate failed on database %s: %s' % (params['database'], exc), **failed)
 
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

@@ -285,6 +285,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
+
 from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, run_patch
 
 
@@ -332,9 +334,7 @@ def main() -> None:
         for warning in exc.result.pop('warnings', []):
             module.warn(warning)
         module.fail_json(msg=exc.msg, **exc.result)
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

@@ -591,6 +591,8 @@ failed_phase:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
+
 from ansible_collections.stagehand.deploy.plugins.module_utils._switch import (
     RELEASE_TARGETS,
     SLOT_TARGETS,
@@ -696,12 +698,7 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg='Could not switch %s in %s: %s' % (params['link'], params['root'], exc))
 
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    diff = result.pop('diff')
-    if module._diff:
-        result['diff'] = diff
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':
