@@ -103,14 +103,6 @@ def check_lock(droot: DeployRoot, token: object, check_mode: bool) -> list[str]:
     return []
 
 
-def _meta(droot: DeployRoot, name: str) -> dict[str, t.Any]:
-    try:
-        meta = droot.read_meta(name)
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def _status(droot: DeployRoot, name: str) -> str:
     try:
         return droot.release_status(name)
@@ -199,13 +191,13 @@ def plan_cleanup(root: str, keep: int, now: float | None = None) -> dict[str, t.
     moment = time.time() if now is None else now
     current = droot.inspect_current()
     live = current['name'] if current['mode'] == MODE_RELEASES else None
-    rollback = _meta(droot, live).get('previous') if live else None
+    rollback = droot.meta_or_empty(live).get('previous') if live else None
     if not is_release_name(rollback):
         rollback = None
 
     releases = []
     for name in sorted(set(droot.release_names()) | set(droot.meta_names())):
-        meta = _meta(droot, name)
+        meta = droot.meta_or_empty(name)
         releases.append({'name': name, 'status': _status(droot, name), 'created': _created(meta)})
     newest = sorted((r for r in releases if r['status'] == STATUS_COMPLETE), key=lambda r: (r['created'], r['name']), reverse=True)
     keep_names = {r['name'] for r in newest[:keep]} | {n for n in (live, rollback) if n}

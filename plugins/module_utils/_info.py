@@ -106,15 +106,6 @@ def _detect_mode(droot: DeployRoot, current: dict[str, t.Any]) -> str:
     return MODE_RELEASES
 
 
-def _meta(droot: DeployRoot, name: str) -> dict[str, t.Any]:
-    """Release metadata; ``{}`` when missing or unreadable (the release then shows as incomplete)."""
-    try:
-        meta = droot.read_meta(name)
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def _slot_meta(droot: DeployRoot, slot: str) -> dict[str, t.Any]:
     try:
         meta = droot.read_slot_meta(slot)
@@ -178,7 +169,7 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
     live_release = current['name'] if current['mode'] == MODE_RELEASES else None
     live_slot = current['name'] if current['mode'] == MODE_SLOTS else None
     if mode == MODE_RELEASES:
-        live_meta = _meta(droot, live_release) if live_release else {}
+        live_meta = droot.meta_or_empty(live_release) if live_release else {}
         chain = {'live': live_release, 'previous': live_meta.get('previous'), 'next': live_meta.get('next')}
     else:
         chain = droot.slot_chain(live_slot)
@@ -186,7 +177,7 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
 
     releases = []
     for release in sorted(set(droot.release_names()) | set(droot.meta_names())):
-        meta = _meta(droot, release)
+        meta = droot.meta_or_empty(release)
         releases.append({
             'name': release,
             'path': droot.release_path(release),

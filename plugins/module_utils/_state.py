@@ -153,6 +153,14 @@ class DeployRoot:
     def read_meta(self, name: str) -> dict[str, t.Any] | None:
         return read_json(self.meta_path(name))
 
+    def meta_or_empty(self, name: str) -> dict[str, t.Any]:
+        """Release metadata; ``{}`` when missing or unreadable (the release then shows as incomplete)."""
+        try:
+            meta = self.read_meta(name)
+        except ValueError:  # not valid JSON
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
     def write_meta(self, name: str, meta: dict[str, t.Any]) -> None:
         os.makedirs(self.meta_dir, mode=0o755, exist_ok=True)
         write_json_atomic(self.meta_path(name), meta)
