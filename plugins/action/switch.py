@@ -2,26 +2,54 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Controller side of ``stagehand.deploy.switch``: say who switches from where, then run the module.
+"""Controller side of ``stagehand.deploy.switch``: say who switches from where, run the module, say what it did.
 
 Only the ``lock`` and ``history`` options need the controller: when the task gives them
 without ``owner``/``controller``/``pid`` (lock) or ``user``/``controller``/``start``
 (history), they are filled in here, with the same facts the lock action plugin records
 (:func:`controller_facts`), and ``start`` with the controller's current UTC time. Every other
 argument goes to the module unchanged, so a switch without those options runs as it
-would without this plugin (asynchronous tasks included).
+would without this plugin (asynchronous tasks included). With ``report: true`` the plugin
+prints one line saying what the call did (:func:`report_line`), so a playbook needs no
+separate task (and no extra round of the strategy) to say it.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import typing as t
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts
 
 MODULE_NAME = 'stagehand.deploy.switch'
+
+display = Display()
+
+
+def report_line(result: t.Mapping[str, t.Any], host: str, action: str | None = None, check_mode: bool = False) -> str:
+    """One line saying what a successful switch did on ``host``: what went live, the health check, the phases."""
+    previous, current = result.get('previous'), result.get('current')
+    if previous == current:
+        line = '%s was already live on %s, nothing switched.' % (current, host)
+    else:
+        verb = 'rolled back' if action == 'rollback' else 'switched'
+        line = '%s from %s to %s on %s.' % (verb, previous or 'nothing', current, host)
+    if check_mode:
+        line += ' Check mode: nothing was changed.'
+    health = result.get('health')
+    if isinstance(health, dict) and health.get('elapsed') is not None:
+        line += ' Health check: healthy after %s s;' % health['elapsed']
+    else:
+        line += ' Health check: none;'
+    history = result.get('history')
+    phases = history.get('phases') if isinstance(history, dict) else None
+    line += ' seconds per phase: %s' % json.dumps(phases or {}, sort_keys=True, separators=(',', ':'))
+    return line
 
 
 def fill_controller_args(args: dict[str, t.Any], facts: dict[str, t.Any], now: datetime.datetime | None = None) -> dict[str, t.Any]:
@@ -60,6 +88,7 @@ class ActionModule(ActionBase):
         del tmp  # unused, see ActionBase.run
 
         module_args = dict(self._task.args)
+        report = boolean(module_args.get('report', False), strict=False)
         if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
             module_args = fill_controller_args(module_args, controller_facts())
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
@@ -67,4 +96,9 @@ class ActionModule(ActionBase):
                                            wrap_async=wrap_async))
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+        if report and not wrap_async and not result.get('failed'):
+            history = module_args.get('history')
+            action = history.get('action') if isinstance(history, dict) else None
+            host = (task_vars or {}).get('inventory_hostname') or self._play_context.remote_addr
+            display.display(report_line(result, str(host), action, bool(self._play_context.check_mode)))
         return result

@@ -163,6 +163,14 @@ options:
         description: Seconds after which the lock counts as stale and may be taken over.
         type: int
         default: 3600
+  report:
+    description:
+      - Print one line on the controller when the call succeeded, saying what was switched on the host (V(rolled back
+        from v2 to v1 on web1.) when O(history.action=rollback)), how long the health check took and the seconds per
+        phase. The action plugin prints it, so a playbook needs no extra task to say what was done.
+      - The module itself ignores this option.
+    type: bool
+    default: false
   require_live:
     description:
       - Refuse when nothing is live (no O(link), or it does not designate a release or slot), listing the releases.
@@ -249,7 +257,8 @@ attributes:
   action:
     support: full
     details:
-      - The action plugin only fills in controller facts for O(lock) and O(history); the work is done on the host.
+      - The action plugin only fills in controller facts for O(lock) and O(history) and prints the O(report) line; the
+        work is done on the host.
   action_group:
     description: Action is part of action_group(s), for convenient setting of module_defaults.
     support: none
@@ -640,6 +649,7 @@ def main() -> None:
                 ttl=dict(type='int', default=3600),
             )),
             require_live=dict(type='bool', default=False),
+            report=dict(type='bool', default=False),
             migrations_dir=dict(type='str'),
             migrations_database=dict(type='str'),
             history=dict(type='dict', options=dict(

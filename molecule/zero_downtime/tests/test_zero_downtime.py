@@ -44,8 +44,8 @@ def test_the_deploys_run_saw_every_switch(deploys):
 
 
 def test_requests_were_in_flight_at_the_switches(deploys):
-    # requests (probes among them) that were running when current was switched and php-fpm
-    # reloaded: the ones a switch could break or mix; without them zero errors would prove little
+    # requests (probes among them) that were running when current was switched (and php-fpm
+    # reloaded, for the deploys): the ones a switch could break or mix; without them zero errors would prove little
     assert deploys['in_flight_at_switch'] > 0, deploys
     assert deploys['probes_in_flight_at_switch'] > 0, deploys
 
@@ -91,13 +91,15 @@ def test_history_records_the_deploys_and_the_rollback(host):
     ], steps
 
 
-def test_php_fpm_was_reloaded_at_each_switch(host):
-    # Every switch reloads php-fpm (deploy_post_commands): SIGUSR2, the workers finish their
-    # requests, the master re-executes itself and keeps the listening socket, so connections
-    # wait in its backlog instead of failing. One reload for v1 (converge) and one for each of
-    # the three switches of the deploys run, at least.
+def test_php_fpm_was_reloaded_at_each_deploy_switch(host):
+    # Every deploy switch reloads php-fpm (deploy_post_commands): SIGUSR2, the workers finish
+    # their requests, the master re-executes itself and keeps the listening socket, so
+    # connections wait in its backlog instead of failing. One reload for v1 (converge) and one
+    # for each of the two deploys of the deploys run, at least. The rollback between them does
+    # not reload (deploy_rollback_post_commands is empty): the counters above prove that it
+    # served v1 alone, unmixed, within a second, all the same.
     log = host.file('/var/log/php8.2-fpm.log').content_string
-    assert log.count('Reloading in progress') >= 4, log[-2000:]
+    assert log.count('Reloading in progress') >= 3, log[-2000:]
     assert 'using inherited socket' in log and '/run/php/app-fpm.sock' in log
 
 

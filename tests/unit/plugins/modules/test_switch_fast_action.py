@@ -86,3 +86,49 @@ def test_async_is_passed_on(switch_action):
     result, execute, remove_tmp = run(make_action(switch_action, {'root': '/srv/app', 'release': 'v1'}, async_val=30))
     assert execute.call_args.kwargs['wrap_async'] is True
     remove_tmp.assert_not_called()
+
+
+ROLLED_BACK = {'changed': True, 'previous': 'v2', 'current': 'v1', 'health': {'elapsed': 0.012, 'attempts': 1},
+               'history': {'phases': {'lock': 0.001, 'switch': 0.002, 'health': 0.012}}}
+
+
+def test_report_line_says_what_a_rollback_did(switch_action):
+    line = switch_action.report_line(ROLLED_BACK, 'web1', 'rollback')
+    assert line == ('rolled back from v2 to v1 on web1. Health check: healthy after 0.012 s; '
+                    'seconds per phase: {"health":0.012,"lock":0.001,"switch":0.002}')
+
+
+def test_report_line_other_cases(switch_action):
+    same = dict(ROLLED_BACK, previous='v1', health=None, history=None)
+    assert switch_action.report_line(same, 'web1', 'rollback') == (
+        'v1 was already live on web1, nothing switched. Health check: none; seconds per phase: {}')
+    first = dict(ROLLED_BACK, previous=None)
+    assert switch_action.report_line(first, 'web2', 'deploy', check_mode=True).startswith(
+        'switched from nothing to v1 on web2. Check mode: nothing was changed. Health check: healthy after 0.012 s;')
+
+
+def run_reporting(switch_action, args, module_result, check_mode=False):
+    action = make_action(switch_action, args)
+    action._play_context = mock.MagicMock(check_mode=check_mode)
+    with mock.patch.object(action, '_execute_module', return_value=dict(module_result)):
+        with mock.patch.object(action, '_remove_tmp_path'):
+            with mock.patch.object(switch_action.display, 'display') as display:
+                result = action.run(task_vars={'inventory_hostname': 'web1'})
+    return result, display
+
+
+def test_report_prints_one_line_after_a_successful_call(switch_action):
+    args = {'root': '/srv/app', 'target': 'previous_good', 'report': True, 'history': {'action': 'rollback'}}
+    result, display = run_reporting(switch_action, args, ROLLED_BACK)
+    display.assert_called_once_with(switch_action.report_line(ROLLED_BACK, 'web1', 'rollback'))
+    assert result['current'] == 'v1'
+
+
+def test_report_prints_nothing_on_failure_or_without_the_option(switch_action):
+    failed = dict(ROLLED_BACK, failed=True, msg='lock held by bob')
+    args = {'root': '/srv/app', 'target': 'previous_good', 'report': True, 'history': {'action': 'rollback'}}
+    result, display = run_reporting(switch_action, args, failed)
+    display.assert_not_called()
+    assert result['failed'] is True
+    result, display = run_reporting(switch_action, {'root': '/srv/app', 'release': 'v1'}, ROLLED_BACK)
+    display.assert_not_called()
