@@ -1086,7 +1086,8 @@ def switch_guarded(
     warnings: list[str] = []
     token: str | None = None
     phase = PHASE_LOCK
-    target: str | None = None
+    # what was asked for, so that a refusal records it; replaced by the resolved target once known
+    target: str | None = switch_args.get('release') if mode == MODE_RELEASES else None
     previous: str | None = None
     result: dict[str, t.Any] | None = None
     failure: Exception | None = None

@@ -265,6 +265,16 @@ def test_unknown_release_is_refused_listing_releases(run_module, root, snapshot)
     assert not os.path.exists(lock_path(root))
 
 
+def test_unknown_release_refusal_is_recorded_with_its_name(run_module, root, snapshot):
+    before = snapshot(str(root))
+    res = rollback(run_module, root, target=None, release='v9')
+    assert res['failed'] is True and res['failed_phase'] == 'check'
+    assert without(snapshot(str(root)), '.stagehand/history.jsonl') == without(before)
+    (line,) = history(root)
+    assert line['outcome'] == 'refused' and line['release'] == 'v9' and line['previous'] == 'v2'
+    assert "release 'v9' does not exist" in line['error']
+
+
 def test_previous_good_skips_a_failed_previous(run_module, root, tmp_path):
     make_release(root, 'v4', [M1, M2], status='failed', activated='2026-01-01T00:00:03Z', previous='v2')
     make_release(root, 'v5', [M1, M2], activated='2026-01-01T00:00:04Z', previous='v4')
@@ -300,7 +310,8 @@ def test_a_failed_release_is_refused(run_module, root, snapshot):
     res = rollback(run_module, root, target=None, release='v4')
     assert res['failed'] is True and 'is failed' in res['msg']
     assert without(snapshot(str(root)), '.stagehand/history.jsonl') == without(before)
-    assert history(root)[0]['outcome'] == 'refused' and history(root)[0]['release'] is None
+    # the line names the release that was asked for
+    assert history(root)[0]['outcome'] == 'refused' and history(root)[0]['release'] == 'v4'
 
 
 # -- the irreversible-migrations check from disk ----------------------------------------------------
