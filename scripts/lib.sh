@@ -145,9 +145,10 @@ ensure_ssh_key() {
     command -v ssh >/dev/null 2>&1 || apt_install openssh-client
 }
 
-# The controller builds releases: git archive, then composer install.
+# The controller builds releases: git archive, then composer install. rsync is for
+# ansible.posix.synchronize (the baseline of benchmarks/run-delta).
 ensure_controller_tools() {
-    apt_install git php-cli composer unzip
+    apt_install git php-cli composer unzip rsync
 }
 
 ensure_testbed() {
