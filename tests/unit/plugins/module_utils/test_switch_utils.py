@@ -19,19 +19,11 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     check_link_name,
     format_utc,
 )
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 
 def make_release(root, name, status='complete', meta=True):
-    path = os.path.join(str(root), 'releases', name)
-    os.makedirs(path)
-    with open(os.path.join(path, 'index.php'), 'w') as f:
-        f.write(name)
-    if meta:
-        DeployRoot(str(root)).write_meta(name, {
-            'name': name, 'status': status, 'manifest_digest': None, 'created': '2026-01-01T00:00:00Z',
-            'source': 'test', 'files': 1, 'bytes': len(name), 'previous': None, 'next': None,
-            'activated': None, 'failed_reason': None,
-        })
+    write_release(root, name, status=status, meta=meta, failed_reason=None)
 
 
 @pytest.fixture

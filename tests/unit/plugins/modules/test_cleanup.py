@@ -16,6 +16,7 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_collections.stagehand.deploy.plugins.module_utils import _cleanup, _lock, _release, _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.cleanup import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 HOUR = 3600
 
@@ -28,19 +29,9 @@ def fresh_warnings(monkeypatch):
 
 
 def make_release(root, name, day, status='complete', meta=True, directory=True, previous=None, size=1000):
-    path = os.path.join(str(root), 'releases', name)
-    if directory:
-        os.makedirs(os.path.join(path, 'public'))
-        with open(os.path.join(path, 'public', 'index.php'), 'wb') as f:
-            f.write(name.encode() * (size // len(name)))
-    if meta:
-        DeployRoot(str(root)).write_meta(name, {
-            'name': name, 'status': status, 'manifest_digest': None,
-            'created': '2026-01-%02dT00:00:00Z' % day, 'source': 'test', 'files': 1, 'bytes': size,
-            'previous': previous, 'next': None, 'activated': '2026-01-%02dT00:00:00Z' % day,
-            'failed_reason': 'health check failed' if status == 'failed' else None,
-        })
-    return path
+    return write_release(root, name, {'public/index.php': name * (size // len(name))}, status=status, meta=meta,
+                         directory=directory, created='2026-01-%02dT00:00:00Z' % day, bytes=size, previous=previous,
+                         activated='2026-01-%02dT00:00:00Z' % day)
 
 
 def set_live(root, name):

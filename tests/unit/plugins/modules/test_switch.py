@@ -11,28 +11,16 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 CHAIN_KEYS = ('previous', 'next', 'activated')
 
 
 def make_release(root, name, status='complete', meta=True, **extra):
     """A release directory with two files naming it, and (unless meta=False) its metadata."""
-    path = os.path.join(str(root), 'releases', name)
-    os.makedirs(os.path.join(path, 'lib'))
-    with open(os.path.join(path, 'index.php'), 'w') as f:
-        f.write('<?php echo "%s";\n' % name)
-    with open(os.path.join(path, 'lib', 'x.php'), 'w') as f:
-        f.write('<?php // lib %s\n' % name)
-    if meta:
-        data = {
-            'name': name, 'status': status, 'manifest_digest': 'sha256:' + '0' * 64,
-            'created': '2026-01-01T00:00:00Z', 'source': 'test', 'files': 2, 'bytes': 40,
-            'previous': None, 'next': None, 'activated': None,
-            'failed_reason': 'smoke test failed' if status == 'failed' else None,
-        }
-        data.update(extra)
-        DeployRoot(str(root)).write_meta(name, data)
-    return path
+    files = {'index.php': '<?php echo "%s";\n' % name, 'lib/x.php': '<?php // lib %s\n' % name}
+    fields = dict({'manifest_digest': 'sha256:' + '0' * 64, 'failed_reason': 'smoke test failed' if status == 'failed' else None}, **extra)
+    return write_release(root, name, files, status=status, meta=meta, **fields)
 
 
 def make_slot(root, slot, label, status='complete', meta=True):

@@ -21,6 +21,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils import _lock
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 HISTORY = {'action': 'rollback', 'user': 'alice', 'controller': 'laptop'}
 LOCK = {'owner': 'alice', 'controller': 'laptop', 'purpose': 'rollback'}
@@ -61,21 +62,14 @@ def app(root):
 
 def make_release(root, name, migrations=(), status='complete', activated=None, previous=None):
     """A release directory with RELEASE and migrations: ``(id, reversible)`` pairs."""
-    path = os.path.join(str(root), 'releases', name)
-    os.makedirs(os.path.join(path, 'migrations'))
-    with open(os.path.join(path, 'RELEASE'), 'w') as f:
-        f.write(name + '\n')
+    files = {'RELEASE': name + '\n'}
     for mid, reversible in migrations:
-        with open(os.path.join(path, 'migrations', mid + '.up.sql'), 'w') as f:
-            f.write('CREATE TABLE t_%s (id INT);\n' % mid)
+        files['migrations/%s.up.sql' % mid] = 'CREATE TABLE t_%s (id INT);\n' % mid
         if reversible:
-            with open(os.path.join(path, 'migrations', mid + '.down.sql'), 'w') as f:
-                f.write('DROP TABLE t_%s;\n' % mid)
-    DeployRoot(str(root)).write_meta(name, {
-        'name': name, 'status': status, 'manifest_digest': None, 'created': '2026-01-01T00:00:00Z',
-        'source': 'test', 'files': 1, 'bytes': 3, 'previous': previous, 'next': None, 'activated': activated,
-        'failed_reason': 'health: HTTP 500' if status == 'failed' else None,
-    })
+            files['migrations/%s.down.sql' % mid] = 'DROP TABLE t_%s;\n' % mid
+    write_release(root, name, files, status=status, previous=previous, activated=activated,
+                  failed_reason='health: HTTP 500' if status == 'failed' else None)
+    os.makedirs(os.path.join(str(root), 'releases', name, 'migrations'), exist_ok=True)
 
 
 M1 = ('0001_create_visits', True)

@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 
 class AppHandler(http.server.BaseHTTPRequestHandler):
@@ -92,19 +93,10 @@ def app(root):
 
 
 def make_release(root, name, health=None, release_file=None, status='complete'):
-    path = os.path.join(str(root), 'releases', name)
-    os.makedirs(path)
-    with open(os.path.join(path, 'RELEASE'), 'w') as f:
-        f.write((release_file or name) + '\n')
+    files = {'RELEASE': (release_file or name) + '\n'}
     if health is not None:
-        with open(os.path.join(path, 'HEALTH'), 'w') as f:
-            f.write('%d\n' % health)
-    DeployRoot(str(root)).write_meta(name, {
-        'name': name, 'status': status, 'manifest_digest': None, 'created': '2026-01-01T00:00:00Z',
-        'source': 'test', 'files': 1, 'bytes': 3, 'previous': None, 'next': None, 'activated': None,
-        'failed_reason': None,
-    })
-    return path
+        files['HEALTH'] = '%d\n' % health
+    return write_release(root, name, files, status=status, failed_reason=None)
 
 
 def set_health(root, name, status):

@@ -1,0 +1,53 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One factory for the release directories and metadata the unit tests start from.
+
+Import it as ``from ansible_collections.stagehand.deploy.tests.unit.releases import write_release``.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
+
+
+def write_release(
+    root: object,
+    name: str,
+    files: t.Mapping[str, str | bytes] | None = None,
+    status: str = 'complete',
+    meta: bool = True,
+    directory: bool = True,
+    **fields: t.Any,
+) -> str:
+    """Make ``<root>/releases/<name>`` holding ``files`` (path -> content; default ``index.php`` naming
+    the release) and, unless ``meta`` is false, its metadata; ``fields`` override metadata values.
+
+    The metadata has every key the release module writes, with test values: status ``status``,
+    no digest, created 2026-01-01, the number and total size of ``files``, no chain, and a
+    ``failed_reason`` when the status is ``failed``. Returns the release path.
+    """
+    path = os.path.join(str(root), 'releases', name)
+    contents = {'index.php': name} if files is None else dict(files)
+    if directory:
+        os.makedirs(path)
+        for rel, content in contents.items():
+            target = os.path.join(path, *rel.split('/'))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, 'wb') as f:
+                f.write(content.encode() if isinstance(content, str) else content)
+    if meta:
+        data: dict[str, t.Any] = {
+            'name': name, 'status': status, 'manifest_digest': None, 'created': '2026-01-01T00:00:00Z',
+            'source': 'test', 'files': len(contents),
+            'bytes': sum(len(c.encode() if isinstance(c, str) else c) for c in contents.values()),
+            'previous': None, 'next': None, 'activated': None,
+            'failed_reason': 'health check failed' if status == 'failed' else None,
+        }
+        data.update(fields)
+        DeployRoot(str(root)).write_meta(name, data)
+    return path
