@@ -10,7 +10,8 @@ def test_this_session_came_through_the_jump_host(host):
     # sshd's view of this very session: "client-ip client-port server-ip server-port". Through the
     # jump host (the container on 127.0.0.1:2223, which forwards to its own 127.0.0.1:22) the
     # client is 127.0.0.1; a direct connection would come from the Docker bridge instead.
-    client, _, server, port = host.check_output('echo "$SSH_CONNECTION"').split()
+    fields = host.check_output('echo "$SSH_CONNECTION"').split()
+    client, server, port = fields[0], fields[2], fields[3]
     assert (client, server, port) == ('127.0.0.1', '127.0.0.1', '22')
 
 
