@@ -20,6 +20,7 @@ import os
 import stat
 import typing as t
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._delta import stored_composes
 from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
     DEFAULT_HISTORY,
     HistoryError,
@@ -33,6 +34,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     MODE_RELEASES,
     MODE_SLOTS,
+    STATUS_COMPLETE,
     STATUS_INCOMPLETE,
     DeployRoot,
     check_link_name,
@@ -127,8 +129,11 @@ def _sort_key(entry: dict[str, t.Any]) -> tuple[bool, str, str]:
 
 
 def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, link: str = 'current',
-                 history: int = DEFAULT_HISTORY) -> dict[str, t.Any]:
-    """Describe the deploy root (see the ``release_info`` module for the result)."""
+                 history: int = DEFAULT_HISTORY, sizes: bool = True) -> dict[str, t.Any]:
+    """Describe the deploy root (see the ``release_info`` module for the result).
+
+    Without ``sizes`` no tree is walked (``size`` and ``apparent_size`` are None): cheap for large releases.
+    """
     if isinstance(history, bool) or not isinstance(history, int) or history < 0:
         raise InfoError('history %r is invalid: use a number of entries >= 0 (0 returns none)' % (history,))
     if mode not in INFO_MODES:
@@ -153,6 +158,8 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
         'next': None,
         'lock': None,
         'history': [],
+        'composes': [],
+        'live_compose': None,
     }
     if not os.path.isdir(droot.root):
         return result
@@ -164,7 +171,7 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
     current = droot.inspect_current()
     if mode == MODE_DETECT:
         mode = _detect_mode(droot, current)
-    result.update(exists=True, mode=mode, current=current, lock=read_lock(droot))
+    result.update(exists=True, mode=mode, current=current, lock=read_lock(droot), composes=stored_composes(droot))
 
     live_release = current['name'] if current['mode'] == MODE_RELEASES else None
     live_slot = current['name'] if current['mode'] == MODE_SLOTS else None
@@ -187,6 +194,7 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
             'manifest_digest': meta.get('manifest_digest'),
             'source': meta.get('source'),
             'failed_reason': meta.get('failed_reason'),
+            'shared': meta.get('shared'),
             'live': release == live_release,
             'previous': mode == MODE_RELEASES and release == chain['previous'],
             'size': 0,
@@ -197,14 +205,14 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
     # One walk over everything, oldest first, so that shared inodes count once and for the oldest holder.
     seen: set[tuple[int, int]] = set()
     for entry in releases:
-        entry['size'], entry['apparent_size'] = tree_usage(entry['path'], seen)
+        entry['size'], entry['apparent_size'] = tree_usage(entry['path'], seen) if sizes else (None, None)
 
     if mode == MODE_SLOTS:
         slots = []
         for slot in SLOT_NAMES:
             meta = _slot_meta(droot, slot)
             path = droot.slot_path(slot)
-            size, apparent = tree_usage(path, seen)
+            size, apparent = tree_usage(path, seen) if sizes else (None, None)
             slots.append({
                 'name': slot,
                 'path': path,
@@ -216,6 +224,7 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
                 'manifest_digest': meta.get('manifest_digest'),
                 'source': meta.get('source'),
                 'failed_reason': meta.get('failed_reason'),
+                'shared': meta.get('shared'),
                 'live': slot == live_slot,
                 'previous': slot == chain['previous'],
                 'size': size,
@@ -223,6 +232,10 @@ def release_info(root: str, name: str | None = None, mode: str = MODE_RELEASES, 
             })
         result['slots'] = slots
 
+    live_entry = [entry for entry in (result['slots'] if mode == MODE_SLOTS else releases) if entry['live']]
+    if live_entry and live_entry[0]['status'] == STATUS_COMPLETE and live_entry[0]['manifest_digest']:
+        label = live_entry[0]['release'] if mode == MODE_SLOTS else live_entry[0]['name']
+        result['live_compose'] = {'release': label or live_entry[0]['name'], 'compose_id': live_entry[0]['manifest_digest']}
     if name is not None:
         releases = [entry for entry in releases if entry['name'] == name]
     result['releases'] = releases

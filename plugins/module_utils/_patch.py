@@ -454,7 +454,9 @@ class Workdir:
             for name in os.listdir(directory):
                 entry = os.path.join(directory, name)
                 if os.path.isdir(entry) and not os.path.islink(entry):
-                    continue  # never ours; left for a human
+                    # an empty directory is a staged or removed one of a slot patch; anything else is left for a human
+                    _rmdir_if_empty(entry)
+                    continue
                 _unlink_if_exists(entry)
             _rmdir_if_empty(directory)
         if self.is_default and os.path.isdir(self.path):
@@ -491,6 +493,9 @@ def check_journal_payload(workdir: 'Workdir', payload: dict[str, t.Any]) -> list
             raise JournalError(bad + 'entry %d names a relative path or a path outside the tree %s' % (number, tree))
         if os.path.dirname(os.path.normpath(entry['backup'])) != workdir.backup_dir:
             raise JournalError(bad + 'entry %d keeps its backup outside %s' % (number, workdir.backup_dir))
+        old_mode = entry.get('old_mode')
+        if old_mode is not None and (isinstance(old_mode, bool) or not isinstance(old_mode, int) or not 0 <= old_mode <= 0o7777):
+            raise JournalError(bad + 'entry %d has an invalid %r' % (number, 'old_mode'))
     return entries
 
 
@@ -503,6 +508,15 @@ def undo_entry(entry: t.Mapping[str, t.Any]) -> set[str]:
     target = entry['target']
     backup = entry['backup']
     touched = {os.path.dirname(target)}
+    if entry.get('old_mode') is not None:
+        # A mode change of a directory (slot patches): put the old mode back; nothing was moved.
+        try:
+            st = os.lstat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != entry['old_mode']:
+            os.chmod(target, entry['old_mode'])
+        return touched
     if entry['existed']:
         # The original is in the backup (link or rename) until it is restored;
         # no backup means the original was never touched or is already back.
@@ -520,10 +534,13 @@ def undo_entry(entry: t.Mapping[str, t.Any]) -> set[str]:
         # The target did not exist: remove it only if it is the staged entry we put there.
         try:
             st = os.lstat(target)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # never deployed (its parent may not be a directory yet)
             st = None
-        if st is not None and st.st_ino == entry['staged_ino'] and not stat.S_ISDIR(st.st_mode):
-            os.unlink(target)
+        if st is not None and st.st_ino == entry['staged_ino']:
+            if stat.S_ISDIR(st.st_mode):
+                _rmdir_if_empty(target)  # a directory created by a slot patch (its content is undone before it)
+            else:
+                os.unlink(target)
     for directory in reversed(entry['created_dirs']):
         if _rmdir_if_empty(directory):
             touched.add(os.path.dirname(directory))

@@ -56,6 +56,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     TYPE_SYMLINK,
     Entry,
     SOURCE_DIR,
+    SOURCE_TAR,
     Manifest,
     ManifestError,
     build_manifest,
@@ -229,13 +230,30 @@ class LinkIndex:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str, int], list[str]] = {}
+        self._by_content: dict[tuple[str, int], list[str]] = {}
         self._verified: dict[str, bool] = {}
+        self._hashed: dict[str, tuple[str, int] | None] = {}
 
     def add_tree(self, top: str, manifest: Manifest) -> None:
         for entry in manifest:
             if entry['type'] == TYPE_FILE:
                 key = (entry['sha256'], entry['mode'], entry['size'])
-                self._by_key.setdefault(key, []).append(os.path.join(top, *entry['path'].split('/')))
+                full = os.path.join(top, *entry['path'].split('/'))
+                self._by_key.setdefault(key, []).append(full)
+                self._by_content.setdefault((entry['sha256'], entry['size']), []).append(full)
+
+    def content(self, entry: Entry) -> str | None:
+        """A regular file with ``entry``'s content (any mode or owner), checked by hashing it now: a source to copy from."""
+        for path in self._by_content.get((entry['sha256'], entry['size']), [])[:MAX_LINK_CANDIDATES]:
+            if path not in self._hashed:
+                try:
+                    st = os.lstat(path)
+                    self._hashed[path] = hash_file(path) if stat.S_ISREG(st.st_mode) else None
+                except OSError:
+                    self._hashed[path] = None
+            if self._hashed[path] == (entry['sha256'], entry['size']):
+                return path
+        return None
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -293,6 +311,19 @@ def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkInd
 def slot_link_index(droot: DeployRoot) -> LinkIndex:
     """Index of the files of both slots that hold complete content."""
     index = LinkIndex()
+    for slot in SLOT_NAMES:
+        meta = _read_json_quietly(droot.read_slot_meta, slot)
+        if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
+            continue
+        manifest = _load_tree_manifest(slot_manifest_path(droot, slot))
+        if manifest is not None:
+            index.add_tree(droot.slot_path(slot), manifest)
+    return index
+
+
+def content_index(droot: DeployRoot, exclude: str | None = None) -> LinkIndex:
+    """Index of the files of every complete release and both complete slots: where partial sources take missing content."""
+    index = release_link_index(droot, exclude)
     for slot in SLOT_NAMES:
         meta = _read_json_quietly(droot.read_slot_meta, slot)
         if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
@@ -440,19 +471,145 @@ def _finalize(staging: str, tree: Manifest, linked: set[str], uid: int | None, g
     os.chmod(staging, 0o755)
 
 
+# -- partial sources (deltas) ------------------------------------------------------------
+def _check_partial(delta: Manifest, expected: Manifest, src: str | None, manifest_path: str) -> None:
+    """Every entry of a partial source must be an entry of the manifest, files with the same content and mode."""
+    problems: list[str] = []
+    for entry in delta:
+        exp = expected.get(entry['path'])
+        if exp is None:
+            problems.append('extra: %s (%s) is not in the manifest' % (entry['path'], entry['type']))
+        elif exp['type'] != entry['type']:
+            problems.append('type: %s is %s, expected %s' % (entry['path'], entry['type'], exp['type']))
+        elif entry['type'] == TYPE_FILE:
+            if (entry['sha256'], entry['size']) != (exp['sha256'], exp['size']):
+                problems.append('sha256: %s has content %s (%d bytes), expected %s (%d bytes)'
+                                % (entry['path'], entry['sha256'], entry['size'], exp['sha256'], exp['size']))
+            elif entry['mode'] != exp['mode']:
+                problems.append('mode: %s is %s, expected %s' % (entry['path'], entry['mode'], exp['mode']))
+        elif entry['type'] == TYPE_SYMLINK and entry['target'] != exp['target']:
+            problems.append('target: %s -> %s, expected -> %s' % (entry['path'], entry['target'], exp['target']))
+    if problems:
+        raise ReleaseError('the partial source %s does not match the manifest %s (%s): %s'
+                           % (src, manifest_path, expected.digest, _problems_text(problems)),
+                           problems=problems[:MAX_PROBLEMS_RETURNED], manifest_digest=expected.digest)
+
+
+def _partial_source(src: str | None, manifest_path: str | None) -> tuple[Manifest, Manifest]:
+    """``(expected source manifest, manifest of the partial source)``, checked against each other, writing nothing."""
+    if manifest_path is None:
+        raise ReleaseError('partial: true needs manifest: the partial source only holds some files of the release')
+    expected = load_manifest(manifest_path)
+    delta = source_manifest(src) if src is not None else Manifest([])
+    _check_partial(delta, expected, src, manifest_path)
+    return expected, delta
+
+
+def _source(src: str | None, manifest_path: str | None, partial: bool) -> Manifest:
+    """The (checked) manifest of the release source; for a partial source, the manifest it completes."""
+    if partial:
+        return _partial_source(src, manifest_path)[0]
+    source = source_manifest(t.cast(str, src))
+    _check_expected(source, manifest_path)
+    return source
+
+
+def _missing_error(missing: list[str], src: str | None) -> ReleaseError:
+    shown = ', '.join(missing[:MAX_PROBLEMS_SHOWN]) + (' and %d more' % (len(missing) - MAX_PROBLEMS_SHOWN) if len(missing) > MAX_PROBLEMS_SHOWN else '')
+    return ReleaseError(
+        '%d file(s) of the manifest are neither in the partial source %s nor (same sha256) in any complete release or slot '
+        'on this host: %s. Nothing was staged; ship them (or the full artifact)' % (len(missing), src or '(none)', shown),
+        missing=missing[:MAX_PROBLEMS_RETURNED])
+
+
+def plan_partial(tree: Manifest, delta: Manifest, index: LinkIndex, uid: int, gid: int, src: str | None) -> tuple[int, int]:
+    """``(linked, copied)`` for assembling ``tree`` from a partial source and ``index``; refuses missing content."""
+    in_delta = {e['path'] for e in delta if e['type'] == TYPE_FILE}
+    delta_content = {e['sha256'] for e in delta if e['type'] == TYPE_FILE}
+    linked = copied = 0
+    missing: list[str] = []
+    for entry in tree:
+        if entry['type'] != TYPE_FILE:
+            continue
+        if entry['path'] in in_delta:
+            copied += 1
+        elif index.candidate(entry, uid, gid) is not None:
+            linked += 1
+        elif entry['sha256'] in delta_content or index.content(entry) is not None:
+            copied += 1
+        else:
+            missing.append(entry['path'])
+    if missing:
+        raise _missing_error(missing, src)
+    return linked, copied
+
+
+def _stage_partial(src: str | None, kind: str | None, staging: str, expected: Manifest, tree: Manifest, shared: list[str],
+                   manifest_path: str, index: LinkIndex, uid: int, gid: int) -> dict[str, str]:
+    """Put the partial source into ``staging``, then every other entry of ``tree``; return the hardlinked files."""
+    if kind == SOURCE_TAR:
+        delta = scan_tar(t.cast(str, src), staging)
+    elif kind == SOURCE_DIR:
+        delta = build_manifest(t.cast(str, src))
+    else:
+        delta = Manifest([])
+    _check_partial(delta, expected, src, manifest_path)
+    plan_partial(tree, delta, index, uid, gid, src)  # refuses missing content before anything more is written
+    if kind == SOURCE_DIR:
+        for entry in delta:
+            dest = os.path.join(staging, *entry['path'].split('/'))
+            if entry['type'] == TYPE_DIR:
+                os.mkdir(dest, 0o700)
+            elif entry['type'] == TYPE_SYMLINK:
+                os.symlink(entry['target'], dest)
+            else:
+                _copy_file(os.path.join(t.cast(str, src), *entry['path'].split('/')), dest, entry)
+    _apply_shared(staging, tree, shared)
+    from_delta = {}
+    for entry in delta:
+        if entry['type'] == TYPE_FILE and tree.get(entry['path']) == expected.get(entry['path']):
+            from_delta.setdefault(entry['sha256'], os.path.join(staging, *entry['path'].split('/')))
+    links: dict[str, str] = {}
+    missing: list[str] = []
+    for entry in tree:  # sorted by path: parents come before their children
+        dest = os.path.join(staging, *entry['path'].split('/'))
+        if os.path.lexists(dest):
+            continue
+        if entry['type'] == TYPE_DIR:
+            os.mkdir(dest, 0o700)
+        elif entry['type'] == TYPE_SYMLINK:
+            os.symlink(entry['target'], dest)
+        else:
+            found = index.candidate(entry, uid, gid)
+            if found is not None and _link(found, dest):
+                links[entry['path']] = found
+                continue
+            other = from_delta.get(entry['sha256']) or index.content(entry)
+            if other is None:
+                missing.append(entry['path'])
+                continue
+            _copy_file(other, dest, entry)
+    if missing:
+        raise _missing_error(missing, src)
+    return links
+
+
 def stage(
     droot: DeployRoot,
-    src: str,
-    kind: str,
+    src: str | None,
+    kind: str | None,
     shared: list[str],
     manifest_path: str | None,
     index: LinkIndex,
     uid: int | None,
     gid: int | None,
     label: str,
+    partial: bool = False,
 ) -> tuple[str, Staged]:
     """Build a verified tree from ``src`` in a new staging directory; return its path and what was staged.
 
+    With ``partial``, ``src`` (a directory, a tarball or None) holds only some
+    files of the manifest; every other file is taken from ``index`` by sha256.
     On any error the staging directory is removed and the error re-raised.
     """
     staging = temp_name(droot.stage_dir, label)
@@ -460,7 +617,13 @@ def stage(
     try:
         want_uid = os.geteuid() if uid is None else uid
         want_gid = _default_gid(staging) if gid is None else gid
-        if kind == SOURCE_DIR:
+        if partial:
+            if manifest_path is None:
+                raise ReleaseError('partial: true needs manifest: the partial source only holds some files of the release')
+            source = load_manifest(manifest_path)
+            tree = with_shared(source, shared, RELEASE_DEPTH)
+            links = _stage_partial(src, kind, staging, source, tree, shared, manifest_path, index, want_uid, want_gid)
+        elif kind == SOURCE_DIR:
             source = build_manifest(src)
             _check_expected(source, manifest_path)
             tree = with_shared(source, shared, RELEASE_DEPTH)
@@ -547,22 +710,38 @@ def _result(changed: bool, path: str, diff: dict[str, str], **values: t.Any) -> 
 
 
 # -- state=present (releases/) ---------------------------------------------------------
+def _resolve_src(src: str | None, partial: bool) -> tuple[str | None, str | None]:
+    """Absolute ``src`` and its kind; a partial source may be omitted (nothing had to be sent)."""
+    if src is None:
+        if not partial:
+            raise ReleaseError('src is required with state=present unless partial is true')
+        return None, None
+    src = os.path.abspath(src)
+    return src, source_kind(src)
+
+
 def ensure_release(
     root: str,
     name: str,
-    src: str,
+    src: str | None,
     shared: t.Sequence[str] = (),
     manifest_path: str | None = None,
     owner: str | None = None,
     group: str | None = None,
     check_mode: bool = False,
+    partial: bool = False,
 ) -> dict[str, t.Any]:
-    """Make ``releases/<name>`` hold exactly ``src`` (plus shared links); releases are immutable once complete."""
+    """Make ``releases/<name>`` hold exactly ``src`` (plus shared links); releases are immutable once complete.
+
+    With ``partial``, ``src`` holds only some files of ``manifest_path`` (or is None) and the others
+    are taken from the complete releases and slots of the root by sha256.
+    """
     check_release_name(name)
     shared_paths = check_shared_paths(shared)
     uid, gid = resolve_owner(owner, group)
-    src = os.path.abspath(src)
-    kind = source_kind(src)
+    if partial and manifest_path is None:
+        raise ReleaseError('partial: true needs manifest: the partial source only holds some files of the release')
+    src, kind = _resolve_src(src, partial)
     droot = DeployRoot(root)
     path = droot.release_path(name)
     what = 'release %s' % name
@@ -571,8 +750,7 @@ def ensure_release(
     if os.path.lexists(path):
         if os.path.islink(path) or not os.path.isdir(path):
             raise ReleaseError('%s exists but is not a directory: remove it by hand, it is not a release' % path)
-        source = source_manifest(src)
-        _check_expected(source, manifest_path)
+        source = _source(src, manifest_path, partial)
         tree = with_shared(source, shared_paths, RELEASE_DEPTH)
         known = old_meta or {}
         status = known.get('status')
@@ -603,12 +781,16 @@ def ensure_release(
                        manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths)
 
     if check_mode:
-        source = source_manifest(src)
-        _check_expected(source, manifest_path)
-        tree = with_shared(source, shared_paths, RELEASE_DEPTH)
         want_uid = os.geteuid() if uid is None else uid
         want_gid = _default_gid(droot.stage_dir) if gid is None else gid
-        linked = len(plan_links(tree, release_link_index(droot, name), want_uid, want_gid))
+        if partial:
+            source, delta = _partial_source(src, manifest_path)
+            tree = with_shared(source, shared_paths, RELEASE_DEPTH)
+            linked = plan_partial(tree, delta, content_index(droot, name), want_uid, want_gid, src)[0]
+        else:
+            source = _source(src, manifest_path, partial)
+            tree = with_shared(source, shared_paths, RELEASE_DEPTH)
+            linked = len(plan_links(tree, release_link_index(droot, name), want_uid, want_gid))
         after = _info(STATUS_COMPLETE, source, tree, shared_paths)
         return _result(True, path, _diff(what, None, after), release=name, status=STATUS_COMPLETE,
                        manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
@@ -616,8 +798,8 @@ def ensure_release(
 
     created = _make_dirs([droot.releases_dir, droot.meta_dir, droot.manifests_dir, droot.stage_dir])
     try:
-        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, release_link_index(droot, name),
-                                uid, gid, 'release-' + name)
+        index = content_index(droot, name) if partial else release_link_index(droot, name)
+        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, index, uid, gid, 'release-' + name, partial)
         try:
             if os.path.lexists(path):
                 raise ReleaseError('%s appeared while the release was being staged: another deploy is running?' % path)
@@ -713,6 +895,32 @@ def mark_failed(root: str, name: str, reason: str | None = None, check_mode: boo
                    manifest_digest=new.get('manifest_digest'), files=new.get('files'), bytes=new.get('bytes'))
 
 
+def mark_slot_failed(root: str, slot: str, reason: str | None = None, check_mode: bool = False) -> dict[str, t.Any]:
+    """Set the status of slot ``a`` or ``b`` to ``failed`` (with ``failed_reason``), so nothing flips to it by accident.
+
+    The live slot can be marked too: a deploy that went live and failed marks its slot after
+    switching back, and a switch refuses a failed slot unless forced. The next deploy into the
+    slot writes a complete status again.
+    """
+    if slot not in SLOT_NAMES:
+        raise ReleaseError('slot %r cannot be marked failed: name slot a or b' % (slot,), slot=slot)
+    droot = DeployRoot(root)
+    path = droot.slot_path(slot)
+    what = 'slot %s' % slot
+    old = _read_json_quietly(droot.read_slot_meta, slot)
+    if old is None:
+        raise ReleaseError('slot %s has no metadata under %s: only a populated slot can be marked failed' % (slot, droot.slot_meta_dir),
+                           slot=slot)
+    values = dict(slot=slot, release=old.get('release'), status=STATUS_FAILED, manifest_digest=old.get('manifest_digest'),
+                  files=old.get('files'), bytes=old.get('bytes'))
+    if old.get('status') == STATUS_FAILED:
+        return _result(False, path, _diff(what, old, old), **values)
+    new = dict(old, status=STATUS_FAILED, failed_reason=reason)
+    if not check_mode:
+        droot.write_slot_meta(slot, new)
+    return _result(True, path, _diff(what, old, new), **values)
+
+
 # -- slots -------------------------------------------------------------------------------------
 def resolve_slot(droot: DeployRoot, slot: str) -> str:
     """``a``/``b`` for ``slot`` (``inactive`` = the slot ``current`` does not point at, ``a`` when none is live).
@@ -744,14 +952,16 @@ def populate_slot(
     owner: str | None = None,
     group: str | None = None,
     check_mode: bool = False,
+    partial: bool = False,
 ) -> dict[str, t.Any]:
     """Replace the content of an inactive slot by ``src``; unchanged when the slot already holds the same digest."""
     if label is not None:
         check_release_name(label)
     shared_paths = check_shared_paths(shared)
     uid, gid = resolve_owner(owner, group)
-    src = os.path.abspath(src)
-    kind = source_kind(src)
+    if partial and manifest_path is None:
+        raise ReleaseError('partial: true needs manifest: the partial source only holds some files of the release')
+    src, kind = _resolve_src(src, partial)
     droot = DeployRoot(root)
     target = resolve_slot(droot, slot)
     path = droot.slot_path(target)
@@ -762,8 +972,7 @@ def populate_slot(
         before = old_meta  # the slot holds complete content
 
     if before is not None or check_mode:
-        source = source_manifest(src)
-        _check_expected(source, manifest_path)
+        source, delta = _partial_source(src, manifest_path) if partial else (_source(src, manifest_path, False), None)
         tree = with_shared(source, shared_paths, RELEASE_DEPTH)
         if before is not None and before.get('manifest_digest') == source.digest and sorted(before.get('shared') or []) == shared_paths:
             values = dict(slot=target, release=label, status=STATUS_COMPLETE, manifest_digest=source.digest,
@@ -778,7 +987,10 @@ def populate_slot(
         if check_mode:
             want_uid = os.geteuid() if uid is None else uid
             want_gid = _default_gid(droot.stage_dir) if gid is None else gid
-            linked = len(plan_links(tree, slot_link_index(droot), want_uid, want_gid))
+            if delta is not None:
+                linked = plan_partial(tree, delta, content_index(droot), want_uid, want_gid, src)[0]
+            else:
+                linked = len(plan_links(tree, slot_link_index(droot), want_uid, want_gid))
             after = _info(STATUS_COMPLETE, source, tree, shared_paths, label)
             return _result(True, path, _diff(what, before, after), slot=target, release=label, status=STATUS_COMPLETE,
                            manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
@@ -786,7 +998,8 @@ def populate_slot(
 
     created = _make_dirs([droot.slots_dir, droot.slot_meta_dir, droot.stage_dir])
     try:
-        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, slot_link_index(droot), uid, gid, 'slot-' + target)
+        index = content_index(droot) if partial else slot_link_index(droot)
+        staging, staged = stage(droot, src, kind, shared_paths, manifest_path, index, uid, gid, 'slot-' + target, partial)
     except BaseException:
         _remove_created(created)
         raise
@@ -853,17 +1066,20 @@ def _run(params: t.Mapping[str, t.Any], check_mode: bool) -> dict[str, t.Any]:
     if state not in STATES:
         raise ReleaseError('state %r is invalid: use one of %s' % (state, ', '.join(STATES)))
     if state == 'present':
-        if not params.get('src'):
-            raise ReleaseError('src is required with state=present')
-        common = dict(src=params['src'], shared=params.get('shared') or [], manifest_path=params.get('manifest'),
-                      owner=params.get('owner'), group=params.get('group'), check_mode=check_mode)
+        partial = bool(params.get('partial'))
+        if not params.get('src') and not partial:
+            raise ReleaseError('src is required with state=present unless partial is true')
+        common = dict(src=params.get('src') or None, shared=params.get('shared') or [], manifest_path=params.get('manifest'),
+                      owner=params.get('owner'), group=params.get('group'), check_mode=check_mode, partial=partial)
         if slot is not None:
             return populate_slot(params['root'], slot, label=name, **common)
         if name is None:
             raise ReleaseError('name is required with state=present unless slot is set')
         return ensure_release(params['root'], name, **common)
+    if slot is not None and state == 'failed':
+        return mark_slot_failed(params['root'], slot, reason=params.get('reason'), check_mode=check_mode)
     if slot is not None:
-        raise ReleaseError('slot is only used with state=present; slots are replaced, never removed or marked failed')
+        raise ReleaseError('slot is only used with state=present or state=failed; slots are replaced, never removed')
     if name is None:
         raise ReleaseError('name is required with state=%s' % state)
     if state == 'absent':

@@ -23,6 +23,14 @@ description:
     and created empty directories removed) and the task fails saying so.
   - Operations already in their desired state are no-ops, so running the same changeset again reports no change.
   - Concurrent runs on the same tree are refused (C(flock) on the tree's root directory).
+  - "B(Slot mode) (O(root), O(slot), O(manifest)): instead of a list of operations, the operations are computed from
+    the difference between an A/B slot (C(<root>/slots/a) or C(slots/b)) as it is on disk and a wanted manifest,
+    and applied to the slot IN PLACE as one transaction with the same journal and rollback: files and symlinks
+    deleted, created and replaced, directories removed and created, modes changed. New content is found by
+    sha256 in O(sources). The whole slot is verified against the manifest before the commit (a mismatch rolls
+    everything back), then the slot metadata C(.stagehand/slots/<slot>.json) and the slot manifest
+    C(.stagehand/slots/<slot>.manifest.json) are written, the same files M(stagehand.deploy.release) writes for
+    a slot. The live slot is refused. See C(docs/slots.md)."
 author:
   - Stagehand Deploy contributors (@stagehand-deploy)
 extends_documentation_fragment:
@@ -50,15 +58,15 @@ options:
   path:
     description:
       - Root of the tree to patch. It must exist and be a directory.
+      - Required unless O(root) is given (slot mode); mutually exclusive with O(root).
     type: path
-    required: true
   operations:
     description:
       - The changeset, applied in order. It may be empty (useful to only recover an interrupted run).
       - Each path may appear once; one changeset may not touch a path and something beneath it.
+      - Required with O(path); not used in slot mode.
     type: list
     elements: dict
-    required: true
     suboptions:
       op:
         description:
@@ -128,6 +136,55 @@ options:
         A workdir given explicitly is created when missing and kept.
       - It must hold nothing but what this module puts there; operations may not target it.
     type: path
+  root:
+    description:
+      - Slot mode. The deploy root holding C(slots/a), C(slots/b), C(current) and C(.stagehand/).
+      - Requires O(manifest); mutually exclusive with O(path), O(operations), O(validate) and O(workdir).
+    type: path
+  slot:
+    description:
+      - Slot mode. The slot to patch. V(inactive) is the slot C(current) does not point at (V(a) when no slot is live).
+      - The live slot is refused, with nothing changed. A slot that does not exist yet is created.
+    type: str
+    choices: [a, b, inactive]
+    default: inactive
+  manifest:
+    description:
+      - Slot mode. Path on the managed host of the wanted manifest (the JSON file form with C(version), C(digest) and
+        C(entries), as written by M(stagehand.deploy.compose)), describing the content of the release without shared paths.
+      - Unsafe manifests are refused with nothing changed (absolute paths, C(..), duplicates, symlinks resolving
+        outside the slot, setuid/setgid modes, a digest that does not match the entries).
+    type: path
+  sources:
+    description:
+      - Slot mode. Where the content of new or changed files is found, by sha256 and size. Each entry is the absolute
+        path of a C(.tar.gz)/C(.tgz) archive (read safely and never trusted, every file is checked against the
+        manifest) or of a directory (only files of a wanted size are hashed). Paths that do not exist are skipped.
+      - The slot itself is always a source (files that move, modes that change).
+      - When the content of a file is in none of them, nothing is changed and the task fails naming the files.
+    type: list
+    elements: path
+    default: []
+  shared:
+    description:
+      - Slot mode. Paths of the release that are symlinks into C(<root>/shared/) (whatever the manifest has there is
+        replaced by the link), as for M(stagehand.deploy.release).
+    type: list
+    elements: str
+    default: []
+  release:
+    description:
+      - Slot mode. The release name recorded in the slot metadata (C(release) key); M(stagehand.deploy.switch) expects
+        it in the health check's release header.
+    type: str
+  owner:
+    description:
+      - Slot mode. User name or uid owning every entry of the slot. Defaults to the user running the module.
+    type: str
+  group:
+    description:
+      - Slot mode. Group name or gid of every entry of the slot. Defaults to the group new files get.
+    type: str
 notes:
   - Needs a filesystem with hard links (for the backups); without them the original is moved aside instead, so the
     path is briefly absent during the swap.
@@ -165,6 +222,21 @@ EXAMPLES = r"""
     validate: nginx -t
   notify: Reload nginx
 
+- name: Patch the inactive A/B slot in place to a new release
+  stagehand.deploy.patch:
+    root: /srv/www/app
+    slot: inactive
+    manifest: /srv/www/app/.stagehand/upload-v3.manifest.json
+    sources:
+      - /srv/www/app/.stagehand/upload-v3.tar.gz
+      - /srv/www/app/slots/a
+      - /srv/www/app/slots/b
+    shared: [.env, storage]
+    release: v3
+    owner: root
+    group: root
+  register: patched
+
 - name: Only roll back an interrupted run, if any
   stagehand.deploy.patch:
     path: /srv/app/current
@@ -183,8 +255,9 @@ recovered:
   type: bool
   sample: false
 operations:
-  description: One entry per operation, in order. Empty when check mode found an interrupted run to recover first.
-  returned: always
+  description:
+    - One entry per operation, in order. Empty when check mode found an interrupted run to recover first.
+  returned: without O(root)
   type: list
   elements: dict
   contains:
@@ -250,6 +323,65 @@ validate:
     rc: 0
     stdout: ''
     stderr: 'nginx: configuration file /etc/nginx/nginx.conf test is successful'
+slot:
+  description: The slot that was patched (V(a) or V(b)).
+  returned: in slot mode
+  type: str
+  sample: a
+path:
+  description: Absolute path of the slot directory.
+  returned: in slot mode
+  type: str
+  sample: /srv/www/app/slots/a
+release:
+  description: The release name recorded in the slot metadata.
+  returned: in slot mode
+  type: str
+  sample: v3
+status:
+  description: Status of the slot after the run (V(complete)).
+  returned: in slot mode
+  type: str
+  sample: complete
+manifest_digest:
+  description: Digest of the wanted manifest (without shared paths), as recorded in the slot metadata.
+  returned: in slot mode
+  type: str
+  sample: sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03
+tree_digest:
+  description: Digest of the slot tree as on disk (shared paths as symlinks).
+  returned: in slot mode
+  type: str
+  sample: sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03
+files:
+  description: Number of regular files in the slot.
+  returned: in slot mode
+  type: int
+  sample: 42
+bytes:
+  description: Total size of the regular files of the slot.
+  returned: in slot mode
+  type: int
+  sample: 123456
+shared:
+  description: The shared paths, sorted.
+  returned: in slot mode
+  type: list
+  elements: str
+  sample: [.env, storage]
+steps:
+  description: Number of steps of each kind applied to the slot (in check mode, that would be applied); all zero when
+    the slot already matched the manifest.
+  returned: in slot mode
+  type: dict
+  sample: {delete: 1, rmdir: 0, mkdir: 1, create: 2, update: 3, symlink: 0, chmod: 0}
+changed_files:
+  description: Paths (relative to the slot) of the files and symlinks created, replaced or deleted, sorted; the list
+    to invalidate in php-fpm's opcache (M(stagehand.deploy.opcache)).
+  returned: in slot mode
+  type: list
+  elements: str
+  sample: [public/index.php, src/Release.php]
 restored:
   description: In a failure result after the deploy phase started, whether every operation was rolled back.
     When false, the journal was kept and the next run finishes the rollback.
@@ -288,16 +420,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, run_patch
+from ansible_collections.stagehand.deploy.plugins.module_utils._slot_patch import patch_slot
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            path=dict(type='path', required=True),
+            path=dict(type='path'),
             operations=dict(
                 type='list',
                 elements='dict',
-                required=True,
                 options=dict(
                     op=dict(type='str', required=True, choices=['create', 'update', 'delete', 'symlink']),
                     path=dict(type='str', required=True),
@@ -313,23 +445,50 @@ def main() -> None:
             ),
             validate=dict(type='str'),
             workdir=dict(type='path'),
+            root=dict(type='path'),
+            slot=dict(type='str', choices=['a', 'b', 'inactive'], default='inactive'),
+            manifest=dict(type='path'),
+            sources=dict(type='list', elements='path', default=[]),
+            shared=dict(type='list', elements='str', default=[]),
+            release=dict(type='str'),
+            owner=dict(type='str'),
+            group=dict(type='str'),
         ),
+        required_one_of=[('path', 'root')],
+        mutually_exclusive=[('path', 'root'), ('root', 'operations'), ('root', 'validate'), ('root', 'workdir')],
+        required_by={'path': ('operations',)},
         supports_check_mode=True,
     )
+    if module.params['root'] is not None and module.params['manifest'] is None:
+        module.fail_json(msg='manifest is required with root (slot mode): give the path of the wanted manifest on the host')
 
     def runner(args: list[str], cwd: str) -> tuple[int, str, str]:
         return module.run_command(args, cwd=cwd, handle_exceptions=False)
 
     try:
-        result = run_patch(
-            module.params['path'],
-            module.params['operations'],
-            workdir=module.params['workdir'],
-            validate=module.params['validate'],
-            check_mode=module.check_mode,
-            diff=module._diff,
-            runner=runner,
-        )
+        if module.params['root'] is not None:
+            result = patch_slot(
+                module.params['root'],
+                module.params['slot'],
+                module.params['manifest'],
+                sources=module.params['sources'],
+                shared=module.params['shared'],
+                label=module.params['release'],
+                owner=module.params['owner'],
+                group=module.params['group'],
+                check_mode=module.check_mode,
+                diff=module._diff,
+            )
+        else:
+            result = run_patch(
+                module.params['path'],
+                module.params['operations'],
+                workdir=module.params['workdir'],
+                validate=module.params['validate'],
+                check_mode=module.check_mode,
+                diff=module._diff,
+                runner=runner,
+            )
     except PatchError as exc:
         for warning in exc.result.pop('warnings', []):
             module.warn(warning)

@@ -35,6 +35,13 @@ description:
     renamed into place, then the old content removed. Slot metadata is C(.stagehand/slots/<slot>.json) (with the
     label O(name) as C(release)); the slot's tree manifest is C(.stagehand/slots/<slot>.manifest.json), a name that
     cannot collide with any release manifest. Files are hardlinked from both slots' content.
+  - With O(partial=true), O(src) holds only some files of the release (a delta archive written by
+    M(stagehand.deploy.delta)), or is omitted when nothing had to be sent. O(manifest) then describes the whole source;
+    every entry of O(src) must be an entry of O(manifest) with the same type, content (sha256 and size) and mode, and
+    every other regular file is taken by sha256 from the complete releases and slots of the root, hardlinked when mode
+    and owner match and copied otherwise (each candidate is hashed right before use). A file found nowhere is refused,
+    listing the missing paths, before anything appears in C(releases/). The same safety rules apply to a partial
+    source as to a full one.
   - O(state=absent) removes a release (renamed aside into C(.stagehand/stage/), then deleted, then its metadata and
     manifest removed). O(state=failed) marks a release failed in its metadata.
   - This module does not take the deploy lock itself; hold the lock of the deploy root around a deploy.
@@ -64,13 +71,13 @@ options:
   src:
     description:
       - The source on the managed host, a directory or a gzip-compressed tarball whose name ends in C(.tar.gz) or C(.tgz).
-      - Required with O(state=present).
+      - Required with O(state=present) unless O(partial=true).
     type: path
   state:
     description:
       - V(present) creates the release (or populates the slot).
       - V(absent) removes the release. The live release is never removed; the rollback target only with O(force=true).
-      - V(failed) marks an existing release as failed.
+      - V(failed) marks an existing release (or, with O(slot), a slot) as failed.
     type: str
     choices: [present, absent, failed]
     default: present
@@ -79,7 +86,16 @@ options:
       - Path on the managed host of a manifest JSON file, an object with C(version) (V(1)), C(entries) and
         optionally C(digest) (checked against the entries).
       - The source must match it exactly (paths, types, modes, sizes, sha256, symlink targets), else nothing is created.
+      - Required with O(partial=true), where it describes the whole source and O(src) only part of it.
     type: path
+  partial:
+    description:
+      - O(src) is a partial source (a delta) holding only the files whose content the host lacks; the other files of
+        O(manifest) come from the existing complete releases and slots of O(root), by sha256.
+      - A file of O(manifest) found neither in O(src) nor on the host is refused with the list of missing paths
+        (RV(missing)), nothing staged.
+    type: bool
+    default: false
   shared:
     description:
       - Paths relative to the release that are replaced, in the staged release, by a relative symlink to
@@ -111,7 +127,10 @@ options:
     description:
       - A/B mode. Populate C(<root>/slots/<slot>) instead of C(releases/<name>).
       - V(inactive) picks the slot C(current) does not point at (V(a) when no slot is live).
-      - Naming the live slot is refused. Only with O(state=present).
+      - Naming the live slot is refused with O(state=present).
+      - With O(state=failed), V(a) or V(b) marks that slot failed (the live one too, which is what a deploy does
+        after switching back from it), so that M(stagehand.deploy.switch) does not flip to it by accident. The next
+        deploy into the slot makes it complete again. Not with O(state=absent).
     type: str
     choices: [a, b, inactive]
 notes:
@@ -137,6 +156,14 @@ EXAMPLES = r'''
     name: v1.4.0
     src: /srv/build/shop
     manifest: /srv/build/shop.manifest.json
+
+- name: Create a release from a delta archive, taking unchanged files from the existing releases
+  stagehand.deploy.release:
+    root: /srv/shop
+    name: v1.4.1
+    src: /srv/shop/.stagehand/upload-v1.4.1.tar.gz
+    manifest: /srv/shop/.stagehand/upload-v1.4.1.manifest.json
+    partial: true
 
 - name: Mark a release failed after its smoke test failed
   stagehand.deploy.release:
@@ -207,7 +234,7 @@ linked:
   type: int
   sample: 1530
 copied:
-  description: Number of files copied or extracted; 0 when nothing was created.
+  description: Number of files copied or extracted (from O(src) or, with O(partial=true), from other trees); 0 when nothing was created.
   returned: always
   type: int
   sample: 12
@@ -223,6 +250,12 @@ problems:
   type: list
   elements: str
   sample: ["sha256: index.php has content 2c26..., expected 9f86..."]
+missing:
+  description: With O(partial=true), the paths of O(manifest) (at most 100) whose content is neither in O(src) nor on the host.
+  returned: on failure, when files are missing from a partial source
+  type: list
+  elements: str
+  sample: [app/Kernel.php]
 diff:
   description: Before/after summaries of the release or slot.
   returned: when diff mode is enabled
@@ -251,11 +284,12 @@ def main() -> None:
             force=dict(type='bool', default=False),
             reason=dict(type='str'),
             slot=dict(type='str', choices=['a', 'b', 'inactive']),
+            partial=dict(type='bool', default=False),
         ),
         required_if=[
-            ('state', 'present', ('src',)),
+            ('partial', True, ('manifest',)),
             ('state', 'absent', ('name',)),
-            ('state', 'failed', ('name',)),
+            ('state', 'failed', ('name', 'slot'), True),
         ],
         supports_check_mode=True,
     )

@@ -48,6 +48,26 @@ options:
       - V(0) returns none. Must not be negative.
     type: int
     default: 10
+  sizes:
+    description:
+      - Compute RV(releases[].size), RV(releases[].apparent_size) and the same for RV(slots) by walking every tree.
+      - V(false) walks nothing (the sizes are null), which keeps the module fast for releases with very many files;
+        the deploy role uses it to learn what a host holds before shipping.
+    type: bool
+    default: true
+  expect:
+    description:
+      - A release name and a compose id to compare with what is live; RV(expected_live) says whether they match
+        RV(live_compose). The deploy role passes what the version composed to, to end a redeploy of it at once.
+      - An empty dictionary compares with nothing (RV(expected_live) is false).
+    type: dict
+    suboptions:
+      release:
+        description: The release name.
+        type: str
+      compose_id:
+        description: The compose id, C(sha256:<hex>).
+        type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -189,6 +209,11 @@ releases:
       description: Why the release is marked failed, or null.
       type: str
       sample: null
+    shared:
+      description: The shared paths linked into the release, as recorded in its metadata, or null.
+      type: list
+      elements: str
+      sample: [.env, storage]
     live:
       description: Whether C(current) points at this release.
       type: bool
@@ -202,10 +227,13 @@ releases:
         - Bytes allocated on disk for the release's inodes, each inode counted once across the whole root and
           attributed to the oldest release holding it, so files hardlinked between releases are not counted twice.
         - The sizes of all releases add up to the disk usage of C(releases/).
+        - Null with O(sizes=false).
       type: int
       sample: 1052672
     apparent_size:
-      description: Sum of the byte sizes of the release's regular files (each inode once within the release).
+      description:
+        - Sum of the byte sizes of the release's regular files (each inode once within the release).
+        - Null with O(sizes=false).
       type: int
       sample: 3145728
 slots:
@@ -254,6 +282,11 @@ slots:
       description: Why the slot is marked failed, or null.
       type: str
       sample: null
+    shared:
+      description: The shared paths linked into the slot, as recorded in its metadata, or null.
+      type: list
+      elements: str
+      sample: [.env, storage]
     live:
       description: Whether C(current) points at this slot.
       type: bool
@@ -303,6 +336,34 @@ lock:
     acquired: "2026-11-22T10:00:00Z"
     expires: "2026-11-22T11:00:00Z"
     ttl: 3600
+composes:
+  description:
+    - Compose ids (C(sha256:<hex>)) whose C(manifest.json) the host keeps in C(.stagehand/composes/), sorted;
+      the manifests the deploy role can send a manifest delta against (see M(stagehand.deploy.delta)).
+  returned: always
+  type: list
+  elements: str
+  sample: [sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08]
+expected_live:
+  description: True when O(expect) names exactly what is live (RV(live_compose)).
+  returned: always
+  type: bool
+  sample: false
+live_compose:
+  description:
+    - What is live, as a deploy names it, when the live release (or slot) is complete and has a manifest digest;
+      else null. A deploy of the same release and compose id would change nothing.
+  returned: always
+  type: dict
+  contains:
+    release:
+      description: The live release (in slots mode the release label of the live slot, or the slot name without one).
+      type: str
+      sample: v1.4.0
+    compose_id:
+      description: Its manifest digest, the compose id of the build it came from.
+      type: str
+      sample: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 history:
   description:
     - The last O(history) entries of the deploy history, oldest first, as written by M(stagehand.deploy.history).
@@ -373,17 +434,22 @@ def main() -> None:
             mode=dict(type='str', choices=list(INFO_MODES), default='releases'),
             link=dict(type='str', default='current'),
             history=dict(type='int', default=DEFAULT_HISTORY),
+            sizes=dict(type='bool', default=True),
+            expect=dict(type='dict', options=dict(release=dict(type='str'), compose_id=dict(type='str'))),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
         result = release_info(params['root'], name=params['name'], mode=params['mode'], link=params['link'],
-                              history=params['history'])
+                              history=params['history'], sizes=params['sizes'])
     except InfoError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg='Could not read the deploy root %s: %s' % (params['root'], exc))
+    expect = params['expect'] or {}
+    result['expected_live'] = bool(expect.get('release') and expect.get('compose_id')) and result['live_compose'] == {
+        'release': expect['release'], 'compose_id': expect['compose_id']}
     module.exit_json(changed=False, **result)
 
 

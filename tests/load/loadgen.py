@@ -84,11 +84,18 @@ class Stats:
                 self.examples.append('+%.3f s %s: %s' % (when, kind, example))
 
 
-def watch_pointer(link: str, stop: threading.Event, changes: list[tuple[float, str]]) -> None:
+def watch_pointer(link: str, stop: threading.Event, changes: list[tuple[float, str]], release_file: str = '') -> None:
+    """Record every change of what the live pointer designates: the basename of its target, or with
+    ``release_file`` (A/B slots, where a slot holds different releases over time) the content of that
+    file in the target."""
     last = None
     while not stop.is_set():
         try:
             target = os.path.basename(os.readlink(link))
+            if release_file:
+                raw = os.readlink(link)
+                with open(os.path.join(os.path.dirname(link), raw, release_file), encoding='utf-8') as f:
+                    target = f.read().strip()
         except OSError:
             target = None
         if target != last:
@@ -235,6 +242,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--probe-ms', type=int, default=50, help='how long each probe request sleeps (0-2000)')
     parser.add_argument('--pause-ms', type=int, default=0, help='pause of each worker after each response (0-10000)')
     parser.add_argument('--timeout', type=float, default=10.0, help='socket timeout of one request, in seconds')
+    parser.add_argument('--release-file', default='',
+                        help='name the live release by this file in the pointer target (e.g. RELEASE, for A/B slots) instead of the target name')
     parser.add_argument('--grace', type=float, default=1.0, help='seconds after a switch during which the old release may still answer')
     args = parser.parse_args(argv)
     limits = [
@@ -261,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = threading.Event()
     changes: list[tuple[float, str]] = []
     deadline = began + args.duration
-    watcher = threading.Thread(target=watch_pointer, args=(args.link, stop, changes), daemon=True)
+    watcher = threading.Thread(target=watch_pointer, args=(args.link, stop, changes, args.release_file), daemon=True)
     watcher.start()
     threads = [threading.Thread(target=worker, args=(args, stats, stop, deadline, ready), daemon=True) for _worker in range(args.workers)]
     for thread in threads:

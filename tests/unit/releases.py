@@ -10,6 +10,7 @@ Import it as ``from ansible_collections.stagehand.deploy.tests.unit.releases imp
 from __future__ import annotations
 
 import os
+import tarfile
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
@@ -51,3 +52,31 @@ def write_release(
         data.update(fields)
         DeployRoot(str(root)).write_meta(name, data)
     return path
+
+
+def write_tree(top: object, files: t.Mapping[str, t.Any], links: t.Mapping[str, str] | None = None,
+               dirs: t.Iterable[str] = ()) -> str:
+    """Make a source tree at ``top``: ``files`` maps a path to bytes or ``(bytes, mode)`` (default mode 0644),
+    ``links`` a path to a symlink target, ``dirs`` names extra (empty) directories. Returns the path."""
+    os.makedirs(str(top), exist_ok=True)
+    for rel in dirs:
+        os.makedirs(os.path.join(str(top), rel), exist_ok=True)
+    for rel, content in files.items():
+        mode = 0o644
+        if isinstance(content, tuple):
+            content, mode = content
+        full = os.path.join(str(top), rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, 'wb') as f:
+            f.write(content)
+        os.chmod(full, mode)
+    for rel, target in (links or {}).items():
+        os.symlink(target, os.path.join(str(top), rel))
+    return str(top)
+
+
+def tar_of(path: object, top: object) -> str:
+    """A ``.tar.gz`` at ``path`` of the tree ``top`` (members relative to it, as ``./...``). Returns the path."""
+    with tarfile.open(str(path), 'w:gz') as tar:
+        tar.add(str(top), arcname='.')
+    return str(path)

@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.release import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import tar_of, write_tree
 
 APP = {
     'index.php': b'<?php require "app/Kernel.php";',
@@ -23,30 +24,6 @@ APP = {
     'bin/console': (b'#!/usr/bin/env php', 0o755),
     'storage/logs/.gitkeep': b'',
 }
-
-
-def write_tree(top, files, links=None, dirs=()):
-    os.makedirs(str(top), exist_ok=True)
-    for d in dirs:
-        os.makedirs(os.path.join(str(top), d), exist_ok=True)
-    for path, content in files.items():
-        mode = 0o644
-        if isinstance(content, tuple):
-            content, mode = content
-        full = os.path.join(str(top), path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, 'wb') as f:
-            f.write(content)
-        os.chmod(full, mode)
-    for path, target in (links or {}).items():
-        os.symlink(target, os.path.join(str(top), path))
-    return str(top)
-
-
-def tar_of(path, top):
-    with tarfile.open(str(path), 'w:gz') as tar:
-        tar.add(top, arcname='.')
-    return str(path)
 
 
 def raw_tar(path, members):

@@ -12,23 +12,15 @@ import pytest
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.release_info import main
+from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
 
 BIG = 256 * 1024  # bytes of the shared file, well above any directory block size
 
 
 def make_release(root, name, created, status='complete', meta=True, content=None):
-    path = os.path.join(str(root), 'releases', name)
-    os.makedirs(path)
-    with open(os.path.join(path, 'index.php'), 'w') as f:
-        f.write(content if content is not None else name)
-    if meta:
-        DeployRoot(str(root)).write_meta(name, {
-            'name': name, 'status': status, 'manifest_digest': 'sha256:' + name.encode().hex().ljust(64, '0'),
-            'created': created, 'source': 'build/%s.tar.gz' % name, 'files': 1, 'bytes': 1,
-            'previous': None, 'next': None, 'activated': None,
-            'failed_reason': 'health check failed' if status == 'failed' else None,
-        })
-    return path
+    return write_release(root, name, {'index.php': content if content is not None else name}, status=status, meta=meta,
+                         manifest_digest='sha256:' + name.encode().hex().ljust(64, '0'), created=created,
+                         source='build/%s.tar.gz' % name, bytes=1)
 
 
 def info(run_module, root, check_mode=False, **args):
@@ -76,6 +68,19 @@ def test_statuses_order_and_chain(run_module, root, snapshot):
     assert entries['v1']['path'] == os.path.join(str(root), 'releases', 'v1')
     assert res['current'] == {'kind': 'symlink', 'target': 'releases/v2', 'mode': 'releases', 'name': 'v2'}
     assert res['slots'] == [] and res['lock'] is None
+
+
+def test_live_compose_names_the_live_release_and_its_digest(run_module, root):
+    res = info(run_module, root, name='v3', sizes=False)
+    assert res['live_compose'] == {'release': 'v2', 'compose_id': 'sha256:' + 'v2'.encode().hex().ljust(64, '0')}
+    assert res['releases'][0]['size'] is None
+
+
+def test_live_compose_is_null_unless_a_complete_release_with_a_digest_is_live(run_module, root):
+    DeployRoot(str(root)).write_meta('v2', dict(DeployRoot(str(root)).read_meta('v2'), status='failed'))
+    assert info(run_module, root)['live_compose'] is None
+    os.unlink(str(root / 'current'))
+    assert info(run_module, root)['live_compose'] is None
 
 
 def test_name_filter(run_module, root):
@@ -215,6 +220,7 @@ def test_slots(run_module, tmp_path, mode):
     assert slots['a']['status'] == slots['b']['status'] == 'complete'
     assert slots['a']['manifest_digest'] == 'sha256:' + '1' * 64
     assert slots['a']['apparent_size'] == 2 and slots['a']['exists'] is True
+    assert res['live_compose'] == {'release': 'v2', 'compose_id': 'sha256:' + '1' * 64}
 
 
 def test_slots_missing_slot(run_module, tmp_path):

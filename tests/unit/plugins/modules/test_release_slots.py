@@ -13,6 +13,7 @@ import tarfile
 import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.release import main
 
 APP = {
@@ -181,3 +182,33 @@ def test_slot_with_shared_paths(run_module, root, app):
     assert run_module(main, {'root': root, 'slot': 'a', 'src': app, 'shared': ['var/sessions']})['changed'] is False
     changed = run_module(main, {'root': root, 'slot': 'a', 'src': app})
     assert changed['changed'] is True and not os.path.lexists(os.path.join(slot_dir(root, 'a'), 'var'))
+
+
+def test_state_failed_marks_a_slot_failed_and_a_switch_refuses_it(run_module, tmp_path, snapshot):
+    root = tmp_path / 'ab'
+    DeployRoot(str(root)).write_slot_meta('b', {'name': 'b', 'release': 'v2', 'status': 'complete',
+                                                'manifest_digest': 'sha256:' + '2' * 64, 'failed_reason': None})
+    os.makedirs(str(root / 'slots' / 'b'))
+    res = run_module(main, {'root': str(root), 'slot': 'b', 'state': 'failed', 'reason': 'health: HTTP 500'})
+    assert res['changed'] is True and res['status'] == 'failed' and res['slot'] == 'b' and res['release'] == 'v2'
+    meta = DeployRoot(str(root)).read_slot_meta('b')
+    assert meta['status'] == 'failed' and meta['failed_reason'] == 'health: HTTP 500' and meta['release'] == 'v2'
+    # a second run changes nothing
+    before = snapshot(str(root))
+    again = run_module(main, {'root': str(root), 'slot': 'b', 'state': 'failed', 'reason': 'other'})
+    assert again['changed'] is False and snapshot(str(root)) == before
+    assert DeployRoot(str(root)).slot_status('b') == 'failed'
+
+
+@pytest.mark.parametrize('args, fragment', [
+    ({'slot': 'inactive', 'state': 'failed'}, "slot 'inactive' cannot be marked failed"),
+    ({'slot': 'a', 'state': 'failed'}, 'slot a has no metadata'),
+    ({'slot': 'a', 'state': 'absent', 'name': 'v1'}, 'never removed'),
+])
+def test_slot_states_refused(run_module, tmp_path, snapshot, args, fragment):
+    root = tmp_path / 'ab'
+    os.makedirs(str(root / 'slots' / 'a'))
+    before = snapshot(str(root))
+    res = run_module(main, dict(args, root=str(root)))
+    assert res['failed'] is True and fragment in res['msg'], res['msg']
+    assert snapshot(str(root)) == before

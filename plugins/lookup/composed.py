@@ -1,0 +1,89 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+name: composed
+short_description: The compose of a git ref that is already in the local artifact store
+version_added: 0.1.0
+description:
+  - Looks, on the controller, for a compose of O(version) of the application repository O(repo) in the artifact store
+    O(store), as M(stagehand.deploy.compose) leaves it (C(<store>/<app>/refs/<version>.json) and the compose directory
+    it names).
+  - Returns the compose id and the release name when the version still names the same commit as when it was
+    composed, and the compose recorded in the store says so and was not changed by a prepare hook; otherwise an empty
+    dictionary. The compose itself is not verified here (a deploy that goes on does that). It never builds, never
+    writes and never fails for a version it cannot use (a deploy then composes as usual and reports any error).
+  - The deploy role uses it to end a redeploy of what is already live after one read-only call per host.
+  - Only local stores are looked at; for an C(http(s\)://) store the result is empty.
+author:
+  - Stagehand Deploy contributors (@stagehand-deploy)
+options:
+  repo:
+    description: Path of the application's git repository on the controller.
+    type: path
+    required: true
+  version:
+    description: A tag, branch or commit of O(repo).
+    type: str
+    required: true
+  store:
+    description: The artifact store (a directory on the controller).
+    type: str
+    required: true
+  app:
+    description: The application name (the store keeps each application under C(<store>/<app>/)).
+    type: str
+    required: true
+  release:
+    description: The release name the compose must have been made for; empty accepts the name recorded with it.
+    type: str
+    default: ''
+notes:
+  - The lookup takes no terms.
+'''
+
+EXAMPLES = r'''
+- name: Show what v1.4.0 composed to, if it was composed already
+  ansible.builtin.debug:
+    msg: "{{ lookup('stagehand.deploy.composed', repo='/home/alice/src/shop', version='v1.4.0',
+             store='~/.cache/stagehand/artifacts', app='shop') }}"
+'''
+
+RETURN = r'''
+_raw:
+  description:
+    - One dictionary with C(compose_id) and C(release), or an empty one when the store has no usable compose of the
+      version.
+  type: list
+  elements: dict
+'''
+
+import re
+import typing as t
+
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, LocalStore, find_reusable, resolve_ref
+
+
+class LookupModule(LookupBase):
+    """Find the compose of a version in the local artifact store, without building anything."""
+
+    def run(self, terms: list[t.Any], variables: dict[str, t.Any] | None = None, **kwargs: t.Any) -> list[dict[str, t.Any]]:
+        self.set_options(var_options=variables, direct=kwargs)
+        store = self.get_option('store')
+        if re.match(r'\A[A-Za-z][A-Za-z0-9+.-]*://', store or ''):
+            return [{}]
+        try:
+            commit = resolve_ref(self.get_option('repo'), self.get_option('version'))[0]
+            found = find_reusable(LocalStore(store, self.get_option('app')), self.get_option('version'), commit,
+                                  self.get_option('release') or None)
+        except (ComposeError, OSError, ValueError):
+            return [{}]
+        if not found:
+            return [{}]
+        return [{'compose_id': found['compose_id'], 'release': found['release']}]

@@ -1,0 +1,581 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Shipping only what changed: delta archives, manifest deltas and the host's copy of compose manifests.
+
+Controller side (:func:`create`): given the new manifest file (a compose's
+``manifest.json``), the full artifact and what a host already holds (the
+compose ids of its complete releases and slots), write
+
+* a *delta archive*: a ``.tar.gz`` holding, for every sha256 the host lacks,
+  one regular file of the new release tree with that content (the first path
+  in sort order). Nothing else: no directories, symlinks or files whose
+  content the host has. Byte-for-byte deterministic (sorted members, owner 0,
+  mtime 0, gzip header without name or time).
+* a *manifest delta*: the new manifest expressed against a base manifest the
+  host keeps (entries to set, paths to remove, the other top-level keys of the
+  document, and the sha256/size of the exact ``manifest.json`` bytes). It is
+  only used when rebuilding it on the controller gives back the very same
+  bytes; otherwise the full ``manifest.json`` is shipped.
+
+Host side (:func:`rebuild`): rebuild ``manifest.json`` from the manifest
+delta and the base (or take a fully uploaded one, or the host's own copy when
+nothing had to be sent), check that its digest is the compose id and its bytes
+the ones the controller had (so a signature over ``manifest.json`` still
+verifies), write it atomically, and keep a copy (and its ``.sig``) in
+``<root>/.stagehand/composes/<hex>.json``: the base of the next deploy's
+manifest delta. Copies no release or slot refers to any more are pruned there.
+
+What a host "has" is the content of the regular files of its complete
+releases and slots, as described by their compose manifests with the shared
+paths of each release dropped (nothing of the source is kept below a shared
+path). The ``release`` module (partial mode) and the ``patch`` module take
+every file not in the delta archive from there, by sha256.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import typing as t
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
+    dump_json,
+    fsync_dir,
+    write_bytes_atomic,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import (
+    CHUNK_SIZE,
+    TYPE_FILE,
+    Manifest,
+    ManifestError,
+    _TarReader,
+    load_manifest_document,
+    manifest_from_json,
+    manifest_from_tar,
+    normalize_member_name,
+    with_shared,
+)
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import SLOT_NAMES
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    STATUS_COMPLETE,
+    DeployRoot,
+)
+
+DELTA_FORMAT = 'stagehand-manifest-delta'
+DELTA_VERSION = 1
+COMPOSES_DIR = 'composes'
+SIG_SUFFIX = '.sig'
+DELTA_ARCHIVE = 'delta.tar.gz'
+MANIFEST_DELTA = 'manifest-delta.json'
+MANIFEST_FILE = 'manifest.json'
+RELEASE_DEPTH = 2
+DOC_KEYS = ('version', 'digest', 'entries')
+_COMPOSE_ID_RE = re.compile(r'\Asha256:([0-9a-f]{64})\Z')
+_STORED_RE = re.compile(r'\A([0-9a-f]{64})\.json\Z')
+_DELTA_KEYS = {'format', 'version', 'base', 'digest', 'sha256', 'size', 'document', 'set', 'remove'}
+
+
+class DeltaError(Exception):
+    """A refused or failed operation; ``msg`` says what and why, ``details`` go into the module result."""
+
+    def __init__(self, msg: str, **details: t.Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+# -- compose ids and the host's copies ----------------------------------------------------
+def compose_hex(compose_id: object, what: str = 'compose id') -> str:
+    """The 64 hex digits of a compose id ``sha256:<hex>``; :class:`DeltaError` for anything else."""
+    match = _COMPOSE_ID_RE.match(compose_id) if isinstance(compose_id, str) else None
+    if match is None:
+        raise DeltaError('%s %r is invalid: use "sha256:" followed by 64 lowercase hex digits' % (what, compose_id))
+    return match.group(1)
+
+
+def composes_dir(droot: DeployRoot) -> str:
+    """``<root>/.stagehand/composes``: the host's copies of compose manifests (``<hex>.json`` and ``<hex>.json.sig``)."""
+    return os.path.join(droot.state_dir, COMPOSES_DIR)
+
+
+def stored_manifest_path(droot: DeployRoot, compose_id: str) -> str:
+    """Where the host keeps the ``manifest.json`` of ``compose_id``."""
+    return os.path.join(composes_dir(droot), compose_hex(compose_id) + '.json')
+
+
+def stored_composes(droot: DeployRoot) -> list[str]:
+    """Compose ids whose manifest the host keeps, sorted."""
+    try:
+        names = os.listdir(composes_dir(droot))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted('sha256:' + m.group(1) for m in (_STORED_RE.match(n) for n in names) if m)
+
+
+def referenced_composes(droot: DeployRoot) -> set[str]:
+    """Compose ids (manifest digests) recorded in the metadata of the releases and slots of the root."""
+    found: set[str] = set()
+    readers: list[tuple[t.Callable[[str], t.Any], list[str]]] = [(droot.read_meta, droot.meta_names()), (droot.read_slot_meta, list(SLOT_NAMES))]
+    for reader, keys in readers:
+        for key in keys:
+            try:
+                meta = reader(key)
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and isinstance(meta.get('manifest_digest'), str):
+                found.add(meta['manifest_digest'])
+    return found
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def _read_if_exists(path: str) -> bytes | None:
+    try:
+        return _read_bytes(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _entry_map(manifest: Manifest) -> dict[str, dict[str, t.Any]]:
+    return {e['path']: e for e in manifest}
+
+
+# -- manifest deltas -----------------------------------------------------------------------
+def make_manifest_delta(base: Manifest, new_doc: t.Mapping[str, t.Any], new_bytes: bytes) -> dict[str, t.Any]:
+    """The manifest delta turning ``base`` into the document ``new_doc`` whose file bytes are ``new_bytes``."""
+    new = manifest_from_json(dict(new_doc), 'the new manifest')
+    old_by = _entry_map(base)
+    new_by = _entry_map(new)
+    return {
+        'format': DELTA_FORMAT,
+        'version': DELTA_VERSION,
+        'base': base.digest,
+        'digest': new.digest,
+        'sha256': sha256_bytes(new_bytes),
+        'size': len(new_bytes),
+        'document': {k: v for k, v in new_doc.items() if k not in DOC_KEYS},
+        'set': [new_by[p] for p in sorted(new_by) if old_by.get(p) != new_by[p]],
+        'remove': sorted(p for p in old_by if p not in new_by),
+    }
+
+
+def check_manifest_delta(delta: object, source: str = 'manifest delta') -> dict[str, t.Any]:
+    """Validate the shape of a manifest delta document; return it."""
+    if not isinstance(delta, dict) or delta.get('format') != DELTA_FORMAT:
+        raise DeltaError('%s is not a manifest delta (a JSON object with "format": "%s")' % (source, DELTA_FORMAT))
+    if delta.get('version') != DELTA_VERSION:
+        raise DeltaError('%s has version %r: only version %d is supported' % (source, delta.get('version'), DELTA_VERSION))
+    if set(delta) != _DELTA_KEYS:
+        raise DeltaError('%s has keys %s: exactly %s are required' % (source, ', '.join(sorted(delta)), ', '.join(sorted(_DELTA_KEYS))))
+    compose_hex(delta['base'], '%s base' % source)
+    compose_hex(delta['digest'], '%s digest' % source)
+    if not (isinstance(delta['sha256'], str) and re.match(r'\A[0-9a-f]{64}\Z', delta['sha256'])):
+        raise DeltaError('%s has sha256 %r: use 64 lowercase hex digits' % (source, delta['sha256']))
+    if isinstance(delta['size'], bool) or not isinstance(delta['size'], int) or delta['size'] < 0:
+        raise DeltaError('%s has size %r: use a non-negative integer' % (source, delta['size']))
+    if not isinstance(delta['document'], dict) or set(delta['document']) & set(DOC_KEYS):
+        raise DeltaError('%s: "document" must be an object without %s' % (source, ', '.join(DOC_KEYS)))
+    if not isinstance(delta['set'], list) or not all(isinstance(e, dict) for e in delta['set']):
+        raise DeltaError('%s: "set" must be a list of manifest entries' % source)
+    if not isinstance(delta['remove'], list) or not all(isinstance(p, str) for p in delta['remove']):
+        raise DeltaError('%s: "remove" must be a list of paths' % source)
+    return delta
+
+
+def apply_manifest_delta(base: Manifest, delta: object) -> bytes:
+    """The exact ``manifest.json`` bytes described by ``delta`` applied to ``base`` (checked by digest and sha256)."""
+    delta = check_manifest_delta(delta)
+    if base.digest != delta['base']:
+        raise DeltaError('the manifest delta is against %s, but the base manifest given is %s' % (delta['base'], base.digest))
+    by_path = _entry_map(base)
+    for path in delta['remove']:
+        if path not in by_path:
+            raise DeltaError('the manifest delta removes %r, which the base manifest %s does not have' % (path, base.digest))
+        del by_path[path]
+    for entry in delta['set']:
+        path = entry.get('path')
+        if not isinstance(path, str):
+            raise DeltaError('the manifest delta sets an entry without a path: %r' % (entry,))
+        by_path[path] = entry
+    try:
+        manifest = Manifest(by_path.values())
+    except ManifestError as exc:
+        raise DeltaError('the manifest rebuilt from the delta is invalid: %s' % exc.msg) from None
+    if manifest.digest != delta['digest']:
+        raise DeltaError('the manifest rebuilt from the delta has digest %s, expected %s' % (manifest.digest, delta['digest']))
+    data = dump_json(manifest.to_json(**delta['document']))
+    if (sha256_bytes(data), len(data)) != (delta['sha256'], delta['size']):
+        raise DeltaError('the manifest.json rebuilt from the delta (%d bytes, sha256 %s) is not the file the controller has (%d bytes, sha256 %s)'
+                         % (len(data), sha256_bytes(data), delta['size'], delta['sha256']))
+    return data
+
+
+# -- what the host has ------------------------------------------------------------------------
+def _find_manifest(compose_id: str, dirs: t.Sequence[str]) -> str | None:
+    hexd = compose_hex(compose_id)
+    for directory in dirs:
+        for candidate in (os.path.join(directory, hexd, 'manifest.json'), os.path.join(directory, hexd + '.json')):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def _load_known(compose_id: str, dirs: t.Sequence[str]) -> Manifest | None:
+    path = _find_manifest(compose_id, dirs)
+    if path is None:
+        return None
+    try:
+        manifest = load_manifest_document(path)[0]
+    except ManifestError:
+        return None
+    return manifest if manifest.digest == compose_id else None
+
+
+def held_content(manifest: Manifest, shared: t.Sequence[str]) -> set[str]:
+    """The sha256 of the regular files a tree built from ``manifest`` with ``shared`` links holds."""
+    tree = with_shared(manifest, shared, RELEASE_DEPTH) if shared else manifest
+    return {e['sha256'] for e in tree if e['type'] == TYPE_FILE}
+
+
+def _have_items(have: t.Iterable[t.Mapping[str, t.Any]]) -> list[tuple[str, list[str]]]:
+    items: list[tuple[str, list[str]]] = []
+    for item in have:
+        if not isinstance(item, dict):
+            raise DeltaError('have entries must be objects with manifest_digest (and status, shared); got %r' % (item,))
+        if item.get('status', STATUS_COMPLETE) != STATUS_COMPLETE or not item.get('manifest_digest'):
+            continue
+        if item.get('exists') is False:
+            continue
+        compose_hex(item['manifest_digest'], 'have manifest_digest')
+        items.append((item['manifest_digest'], sorted(item.get('shared') or [])))
+    return items
+
+
+# -- the delta archive -------------------------------------------------------------------------
+def _capture(artifact: str, new: Manifest, wanted: set[str], work: str) -> dict[str, str]:
+    """Copy the content of every sha256 in ``wanted`` out of the artifact into ``work``; ``sha -> file``."""
+    by_path = _entry_map(new)
+    captured: dict[str, str] = {}
+    pending = set(wanted)
+    reader = _TarReader(artifact)
+    try:
+        while pending:
+            member = reader.next()
+            if member is None:
+                break
+            if not member.isreg():
+                continue
+            rel = normalize_member_name(member.name)
+            entry = by_path.get(rel)
+            if entry is None or entry['type'] != TYPE_FILE or entry['sha256'] not in pending:
+                continue
+            out = os.path.join(work, entry['sha256'])
+            h = hashlib.sha256()
+            size = 0
+            with open(out, 'wb') as f:
+                for chunk in reader.chunks(member):
+                    h.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+            if (h.hexdigest(), size) != (entry['sha256'], entry['size']):
+                raise DeltaError('the artifact %s does not match its manifest: %s has sha256 %s (%d bytes), the manifest says %s (%d bytes)'
+                                 % (artifact, rel, h.hexdigest(), size, entry['sha256'], entry['size']), offending_path=rel)
+            captured[entry['sha256']] = out
+            pending.discard(entry['sha256'])
+    finally:
+        reader.close()
+    if pending:
+        paths = sorted(p for p, e in by_path.items() if e['type'] == TYPE_FILE and e['sha256'] in pending)
+        raise DeltaError('the artifact %s lacks the content of %d file(s) of its manifest: %s'
+                         % (artifact, len(paths), ', '.join(paths[:10]) + (' ...' if len(paths) > 10 else '')), missing=paths[:100])
+    return captured
+
+
+def write_delta_archive(dest: str, members: t.Sequence[tuple[str, str, str]]) -> None:
+    """Write a deterministic ``.tar.gz`` of ``(path, mode, content file)`` in the given order (regular files only)."""
+    with open(dest, 'wb') as raw:
+        with gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0, compresslevel=6) as gz:
+            with tarfile.open(fileobj=gz, mode='w', format=tarfile.PAX_FORMAT) as tar:
+                for path, mode, content in members:
+                    info = tarfile.TarInfo(path)
+                    info.type = tarfile.REGTYPE
+                    info.mode = int(mode, 8)
+                    info.size = os.path.getsize(content)
+                    info.mtime = 0
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ''
+                    with open(content, 'rb') as f:
+                        tar.addfile(info, f)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _replace_if_different(src: str, dest: str) -> bool:
+    """Move ``src`` over ``dest`` unless both have the same bytes (then ``src`` is removed); True when replaced."""
+    if os.path.isfile(dest) and _same_file_content(src, dest):
+        os.unlink(src)
+        return False
+    os.replace(src, dest)
+    return True
+
+
+def _same_file_content(a: str, b: str) -> bool:
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, 'rb') as fa, open(b, 'rb') as fb:
+        while True:
+            ca, cb = fa.read(CHUNK_SIZE), fb.read(CHUNK_SIZE)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def _manifest_of_artifact(artifact: str, dest: str, check_mode: bool) -> str:
+    """Write the manifest of an artifact that came without one into ``dest``; return its path."""
+    path = os.path.join(dest, MANIFEST_FILE)
+    try:
+        data = dump_json(manifest_from_tar(artifact).to_json())
+    except ManifestError as exc:
+        raise DeltaError('the artifact %s cannot be shipped: %s' % (artifact, exc.msg), offending_path=exc.path) from None
+    if not check_mode and _read_if_exists(path) != data:
+        write_bytes_atomic(path, data, 0o644)
+    return path
+
+
+def create(
+    manifest_path: str | None,
+    artifact: str,
+    dest: str,
+    have: t.Sequence[t.Mapping[str, t.Any]] = (),
+    manifests: t.Sequence[str] = (),
+    host_composes: t.Sequence[str] | None = None,
+    shared: t.Sequence[str] = (),
+    check_mode: bool = False,
+) -> dict[str, t.Any]:
+    """Write the delta archive and the manifest delta for a host into ``dest`` (see the module docstring).
+
+    Without ``manifest_path`` the manifest is computed from the artifact and written to ``dest/manifest.json``.
+    """
+    if not os.path.isfile(artifact):
+        raise DeltaError('the artifact %s is not a file on the controller' % artifact)
+    if not os.path.isdir(dest):
+        raise DeltaError('dest %s is not a directory on the controller' % dest)
+    written_manifest = None
+    if manifest_path is None:
+        manifest_path = written_manifest = _manifest_of_artifact(artifact, dest, check_mode)
+        if check_mode and not os.path.exists(manifest_path):
+            new_probe = manifest_from_tar(artifact)
+            return {'changed': True, 'compose_id': new_probe.digest, 'manifest': None, 'archive': None, 'archive_bytes': 0,
+                    'empty': False, 'files': new_probe.files, 'bytes': new_probe.bytes, 'paths': [], 'manifest_delta': None,
+                    'base': None, 'manifest_entries': len(new_probe), 'manifest_delta_entries': None, 'manifest_bytes': 0,
+                    'sent_bytes': 0, 'known': [], 'unknown': [], 'held': 0}
+    try:
+        new, new_doc = load_manifest_document(manifest_path)
+        new_bytes = _read_bytes(manifest_path)
+        tree = with_shared(new, shared, RELEASE_DEPTH) if shared else new
+    except ManifestError as exc:
+        raise DeltaError(exc.msg, offending_path=exc.path) from None
+    except OSError as exc:
+        raise DeltaError('cannot read the manifest %s: %s' % (manifest_path, exc.strerror or exc)) from None
+
+    held: set[str] = set()
+    known: dict[str, Manifest] = {}
+    unknown: list[str] = []
+    for compose_id, rel_shared in _have_items(have):
+        manifest = known.get(compose_id) or _load_known(compose_id, manifests)
+        if manifest is None:
+            if compose_id not in unknown:
+                unknown.append(compose_id)
+            continue
+        known[compose_id] = manifest
+        try:
+            held |= held_content(manifest, rel_shared)
+        except ManifestError:
+            continue
+
+    # the content to send: one file per sha256 the host lacks, the first path in sort order
+    first_path: dict[str, dict[str, t.Any]] = {}
+    for entry in tree:
+        if entry['type'] == TYPE_FILE and entry['sha256'] not in held and entry['sha256'] not in first_path:
+            first_path[entry['sha256']] = entry
+    send = sorted(first_path.values(), key=lambda e: e['path'])
+    content_bytes = sum(e['size'] for e in send)
+
+    # the manifest: a delta against the closest manifest the host keeps, when it rebuilds byte-exactly
+    base_id = None
+    manifest_delta = None
+    stored = set(host_composes) if host_composes is not None else set(known)
+    best = None
+    for compose_id in sorted(stored & set(known)):
+        candidate = make_manifest_delta(known[compose_id], new_doc, new_bytes)
+        weight = len(candidate['set']) + len(candidate['remove'])
+        if best is None or weight < best[0]:
+            best = (weight, compose_id, candidate)
+    if best is not None:
+        try:
+            if apply_manifest_delta(known[best[1]], best[2]) == new_bytes:
+                base_id, manifest_delta = best[1], best[2]
+        except DeltaError:
+            pass
+    delta_bytes = dump_json(manifest_delta) if manifest_delta is not None else None
+
+    archive_path = os.path.join(dest, DELTA_ARCHIVE) if send else None
+    delta_path = os.path.join(dest, MANIFEST_DELTA) if delta_bytes is not None else None
+    changed = False
+    archive_size = 0
+    if not check_mode:
+        if archive_path is not None:
+            work = tempfile.mkdtemp(prefix='.delta-', dir=dest)
+            try:
+                captured = _capture(artifact, new, set(first_path), work)
+                tmp = os.path.join(work, 'archive.tar.gz')
+                write_delta_archive(tmp, [(e['path'], e['mode'], captured[e['sha256']]) for e in send])
+                changed |= _replace_if_different(tmp, archive_path)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            archive_size = os.path.getsize(archive_path)
+        else:
+            changed |= _remove_quietly(os.path.join(dest, DELTA_ARCHIVE))
+        if delta_path is not None and delta_bytes is not None:
+            if _read_if_exists(delta_path) != delta_bytes:
+                write_bytes_atomic(delta_path, delta_bytes, 0o644)
+                changed = True
+        else:
+            changed |= _remove_quietly(os.path.join(dest, MANIFEST_DELTA))
+    else:
+        changed = True
+
+    manifest_size = len(delta_bytes) if delta_bytes is not None else len(new_bytes)
+    return {
+        'changed': changed,
+        'compose_id': new.digest,
+        'manifest': written_manifest or manifest_path,
+        'archive': archive_path,
+        'archive_bytes': archive_size,
+        'empty': not send,
+        'files': len(send),
+        'bytes': content_bytes,
+        'paths': [e['path'] for e in send][:100],
+        'manifest_delta': delta_path,
+        'base': base_id,
+        'manifest_entries': len(new),
+        'manifest_delta_entries': (len(manifest_delta['set']) + len(manifest_delta['remove'])) if manifest_delta else None,
+        'manifest_bytes': manifest_size,
+        'sent_bytes': archive_size + manifest_size,
+        'known': sorted(known),
+        'unknown': unknown,
+        'held': len(held),
+    }
+
+
+def _remove_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# -- host side: rebuild manifest.json ---------------------------------------------------------
+def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None, check_mode: bool = False) -> dict[str, t.Any]:
+    """Make ``dest`` the ``manifest.json`` of ``compose_id`` and keep a copy (and its signature) on the host."""
+    hexd = compose_hex(compose_id)
+    droot = DeployRoot(root)
+    stored = stored_manifest_path(droot, compose_id)
+    if delta_path is not None:
+        try:
+            delta = json.loads(_read_bytes(delta_path).decode('utf-8'))
+        except (OSError, ValueError) as exc:
+            raise DeltaError('cannot read the manifest delta %s: %s' % (delta_path, exc)) from None
+        delta = check_manifest_delta(delta, 'manifest delta %s' % delta_path)
+        if delta['digest'] != compose_id:
+            raise DeltaError('the manifest delta %s describes %s, not the compose %s' % (delta_path, delta['digest'], compose_id))
+        base_path = stored_manifest_path(droot, delta['base'])
+        try:
+            base = load_manifest_document(base_path)[0]
+        except ManifestError as exc:
+            raise DeltaError('the base manifest of the delta (%s) is not usable on this host: %s' % (delta['base'], exc.msg)) from None
+        data = apply_manifest_delta(base, delta)
+        source = 'delta'
+    else:
+        data_or_none = _read_if_exists(dest)
+        source = 'upload'
+        kept = _read_if_exists(stored)
+        if kept is not None and (data_or_none is None or _digest_of(data_or_none) != compose_id):
+            data_or_none, source = kept, 'host'  # nothing uploaded (or a stale upload): the host's own copy
+        if data_or_none is None:
+            raise DeltaError('neither %s nor a kept copy %s exists: ship the manifest of %s' % (dest, stored, compose_id))
+        data = data_or_none
+    try:
+        manifest = manifest_from_json(json.loads(data.decode('utf-8')), 'manifest of %s' % compose_id)
+    except (ValueError, ManifestError) as exc:
+        raise DeltaError('the manifest of %s is invalid: %s' % (compose_id, getattr(exc, 'msg', exc))) from None
+    if manifest.digest != compose_id:
+        raise DeltaError('the manifest %s has digest %s, not the compose id %s' % (dest, manifest.digest, compose_id))
+
+    changed = False
+    dest_sig, stored_sig = dest + SIG_SUFFIX, stored + SIG_SUFFIX
+    pruned: list[str] = []
+    if not check_mode:
+        if _read_if_exists(dest) != data:
+            write_bytes_atomic(dest, data, 0o600)
+            changed = True
+        os.makedirs(composes_dir(droot), 0o755, exist_ok=True)
+        if _read_if_exists(stored) != data:
+            write_bytes_atomic(stored, data, 0o644)
+            changed = True
+        sig = _read_if_exists(dest_sig)
+        if sig is not None and _read_if_exists(stored_sig) != sig:
+            write_bytes_atomic(stored_sig, sig, 0o644)
+            changed = True
+        elif sig is None and os.path.isfile(stored_sig):
+            write_bytes_atomic(dest_sig, _read_bytes(stored_sig), 0o600)
+            changed = True
+        pruned = prune(droot, keep={compose_id})
+        changed |= bool(pruned)
+    else:
+        changed = _read_if_exists(dest) != data or _read_if_exists(stored) != data
+    signature = dest_sig if os.path.isfile(dest_sig) or (check_mode and os.path.isfile(stored_sig)) else None
+    return {'changed': changed, 'compose_id': compose_id, 'path': dest, 'signature': signature, 'source': source,
+            'stored': os.path.join(composes_dir(droot), hexd + '.json'), 'files': manifest.files, 'bytes': manifest.bytes,
+            'entries': len(manifest), 'pruned': pruned}
+
+
+def _digest_of(data: bytes) -> str | None:
+    """The digest of a manifest document given as bytes, None when it is not one."""
+    try:
+        return manifest_from_json(json.loads(data.decode('utf-8'))).digest
+    except (ValueError, ManifestError):
+        return None
+
+
+def prune(droot: DeployRoot, keep: t.Iterable[str] = ()) -> list[str]:
+    """Remove the kept compose manifests no release or slot metadata refers to (except ``keep``); return their ids."""
+    wanted = referenced_composes(droot) | set(keep)
+    removed: list[str] = []
+    for compose_id in stored_composes(droot):
+        if compose_id in wanted:
+            continue
+        path = stored_manifest_path(droot, compose_id)
+        for victim in (path + SIG_SUFFIX, path):
+            _remove_quietly(victim)
+        removed.append(compose_id)
+    if removed:
+        fsync_dir(composes_dir(droot))
+    return removed
