@@ -33,9 +33,8 @@ import errno
 import os
 import stat
 import time
+import socket
 import typing as t
-import urllib.error
-import urllib.request
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
@@ -598,14 +597,91 @@ def check_health_args(url: str | None, header: str | None, timeout: object) -> N
         raise SwitchError('health_timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
 
 
+def _plain_http_target(url: str) -> tuple[str, int, str, str] | None:
+    """``(host, port, host header, path)`` of a plain ``http://`` URL; None for anything else (https, user info)."""
+    scheme, sep, rest = url.partition('://')
+    if not sep or scheme.lower() != 'http':
+        return None
+    cut = min([len(rest)] + [rest.index(c) for c in '/?#' if c in rest])
+    hostport, path = rest[:cut], rest[cut:].split('#', 1)[0] or '/'
+    if not path.startswith('/'):
+        path = '/' + path
+    if '@' in hostport or not hostport:
+        return None
+    if hostport.startswith('['):
+        host, bracket, tail = hostport[1:].partition(']')
+        if not bracket or (tail and not tail.startswith(':')):
+            return None
+        port_text = tail[1:]
+    else:
+        host, colon, port_text = hostport.rpartition(':') if ':' in hostport else (hostport, '', '')
+        if not colon:
+            host = hostport
+    if port_text and not port_text.isdigit():
+        return None
+    return host, int(port_text) if port_text else 80, hostport, path
+
+
+def _fetch_plain(target: tuple[str, int, str, str], header: str, timeout: float) -> tuple[int | None, str | None, str, str | None] | None:
+    """One HTTP/1.0 GET over a socket: ``(status, header value, start of the body, error)``; None for a redirect."""
+    host, port, host_header, path = target
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        return None, None, '', 'cannot connect: %s' % (exc,)
+    data = b''
+    try:
+        conn.sendall(('GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: stagehand.deploy.switch\r\nConnection: close\r\n\r\n'
+                      % (path, host_header)).encode('latin-1'))
+        while True:
+            end = data.find(b'\r\n\r\n')
+            if end >= 0 and len(data) - end - 4 >= MAX_BODY_CHARS:
+                break
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > 1024 * 1024:
+                break
+    except OSError as exc:
+        return None, None, '', 'request failed: %s' % (exc,)
+    finally:
+        conn.close()
+    head, sep, body = data.partition(b'\r\n\r\n')
+    lines = head.decode('latin-1').split('\r\n')
+    status_line = lines[0].split(None, 2)
+    if not sep or len(status_line) < 2 or not status_line[0].startswith('HTTP/') or not status_line[1].isdigit():
+        return None, None, '', 'request failed: not an HTTP response: %r' % (lines[0][:80],)
+    status = int(status_line[1])
+    if 300 <= status < 400:
+        return None  # redirects are followed by the standard library's client
+    value = None
+    if header:
+        for line in lines[1:]:
+            name, colon, field = line.partition(':')
+            if colon and name.strip().lower() == header.lower():
+                value = field.strip()
+                break
+    return status, value, body[:MAX_BODY_CHARS].decode('utf-8', errors='replace'), None
+
+
 def fetch_url_status(url: str, header: str, timeout: float) -> tuple[int | None, str | None, str, str | None]:
     """One GET of ``url`` without any proxy: ``(status, value of header, start of the body, error)``.
 
-    Redirects are followed and HTTPS certificates verified (the standard library's defaults).
-    The standard library is used rather than ``ansible.module_utils.urls``: this module runs
-    in every rollback, and the remote side compiles every module_utils source it imports on
-    each run, while the standard library comes precompiled.
+    A plain ``http://`` URL (the usual ``http://127.0.0.1/health``) is fetched over a socket
+    directly. HTTPS, redirects and URLs with user info go through ``urllib.request``, which
+    follows redirects and verifies certificates; it is imported only then, because it costs
+    about 25 ms on every run of this module (every rollback). The standard library is used
+    rather than ``ansible.module_utils.urls`` for the same reason: the remote side compiles
+    every module_utils source it imports on each run, while the standard library comes precompiled.
     """
+    target = _plain_http_target(url)
+    if target is not None:
+        fetched = _fetch_plain(target, header, timeout)
+        if fetched is not None:
+            return fetched
+    import urllib.error  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
     response: t.Any = None
     try:
         try:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime
 import errno
+import http.server
 import os
+import socket
+import threading
 
 import pytest
 
@@ -243,3 +246,67 @@ def test_meta_names_and_slot_status(root):
     assert d.slot_chain('b') == {'live': 'b', 'previous': 'a', 'next': None}
     assert d.slot_chain('a') == {'live': 'a', 'previous': None, 'next': None}
     assert d.slot_chain(None) == {'live': None, 'previous': None, 'next': None}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """/ok answers 200 with X-Release: v7, /moved redirects to /ok, /bad answers 503."""
+
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        if self.path == '/moved':
+            self.send_response(302)
+            self.send_header('Location', '/ok')
+            self.end_headers()
+            return
+        code = 200 if self.path == '/ok' else 503
+        body = ('release v7 at %s' % self.path).encode()
+        self.send_response(code)
+        self.send_header('x-release', 'v7')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+
+@pytest.fixture(name='http_base')
+def fixture_http_base():
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d' % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_plain_http_get_reads_status_header_and_body(http_base):
+    assert _switch.fetch_url_status(http_base + '/ok', 'X-Release', 2) == (200, 'v7', 'release v7 at /ok', None)
+    assert _switch.fetch_url_status(http_base + '/bad?x=1#frag', 'X-Release', 2) == (503, 'v7', 'release v7 at /bad?x=1', None)
+    assert _switch.fetch_url_status(http_base + '/ok', '', 2)[1] is None
+
+
+def test_a_redirect_is_followed_by_the_standard_library(http_base):
+    assert _switch.fetch_url_status(http_base + '/moved', 'X-Release', 2) == (200, 'v7', 'release v7 at /ok', None)
+
+
+def test_nothing_listening_is_a_connect_error():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    status, value, body, error = _switch.fetch_url_status('http://127.0.0.1:%d/health' % port, 'X-Release', 1)
+    assert (status, value, body) == (None, None, '') and error.startswith('cannot connect:')
+
+
+@pytest.mark.parametrize('url, expected', [
+    ('http://127.0.0.1/health', ('127.0.0.1', 80, '127.0.0.1', '/health')),
+    ('http://web1:8080', ('web1', 8080, 'web1:8080', '/')),
+    ('http://[::1]:81/h?x', ('::1', 81, '[::1]:81', '/h?x')),
+    ('HTTP://example.org?x', ('example.org', 80, 'example.org', '/?x')),
+    ('https://127.0.0.1/health', None),
+    ('http://user:pw@127.0.0.1/health', None),
+    ('http://127.0.0.1:http/health', None),
+])
+def test_which_urls_are_fetched_over_a_plain_socket(url, expected):
+    assert _switch._plain_http_target(url) == expected  # pylint: disable=protected-access
