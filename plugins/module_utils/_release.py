@@ -308,9 +308,9 @@ def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkInd
     return index
 
 
-def slot_link_index(droot: DeployRoot) -> LinkIndex:
-    """Index of the files of both slots that hold complete content."""
-    index = LinkIndex()
+def slot_link_index(droot: DeployRoot, index: LinkIndex | None = None) -> LinkIndex:
+    """Index of the files of both slots that hold complete content (added to ``index`` when given)."""
+    index = LinkIndex() if index is None else index
     for slot in SLOT_NAMES:
         meta = _read_json_quietly(droot.read_slot_meta, slot)
         if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
@@ -323,15 +323,7 @@ def slot_link_index(droot: DeployRoot) -> LinkIndex:
 
 def content_index(droot: DeployRoot, exclude: str | None = None) -> LinkIndex:
     """Index of the files of every complete release and both complete slots: where partial sources take missing content."""
-    index = release_link_index(droot, exclude)
-    for slot in SLOT_NAMES:
-        meta = _read_json_quietly(droot.read_slot_meta, slot)
-        if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
-            continue
-        manifest = _load_tree_manifest(slot_manifest_path(droot, slot))
-        if manifest is not None:
-            index.add_tree(droot.slot_path(slot), manifest)
-    return index
+    return slot_link_index(droot, release_link_index(droot, exclude))
 
 
 def _read_json_quietly(reader: t.Callable[[str], t.Any], key: str) -> dict[str, t.Any] | None:

@@ -9,6 +9,7 @@ Import it as ``from ansible_collections.stagehand.deploy.tests.unit.releases imp
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import typing as t
@@ -79,4 +80,24 @@ def tar_of(path: object, top: object) -> str:
     """A ``.tar.gz`` at ``path`` of the tree ``top`` (members relative to it, as ``./...``). Returns the path."""
     with tarfile.open(str(path), 'w:gz') as tar:
         tar.add(str(top), arcname='.')
+    return str(path)
+
+
+def raw_tar(path: object, members: t.Iterable[tuple[str, bytes, bytes, int, str]], truncate: int | None = None) -> str:
+    """A ``.tar.gz`` at ``path`` with exactly ``members``, ``(name, type, data, mode, linkname)`` each, written by
+    hand so that unsafe archives can be made; ``truncate`` cuts the file to that many bytes. Returns the path."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w:gz') as tar:
+        for name, kind, data, mode, linkname in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.mode = mode
+            info.linkname = linkname
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(data) if info.size else None)
+    data = buf.getvalue()
+    if truncate is not None:
+        data = data[:truncate]
+    with open(str(path), 'wb') as f:
+        f.write(data)
     return str(path)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -15,7 +14,7 @@ import pytest
 from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.release import main
-from ansible_collections.stagehand.deploy.tests.unit.releases import tar_of, write_tree
+from ansible_collections.stagehand.deploy.tests.unit.releases import raw_tar, tar_of, write_tree
 
 APP = {
     'index.php': b'<?php require "app/Kernel.php";',
@@ -24,19 +23,6 @@ APP = {
     'bin/console': (b'#!/usr/bin/env php', 0o755),
     'storage/logs/.gitkeep': b'',
 }
-
-
-def raw_tar(path, members):
-    """members: (name, type, data, mode, linkname)."""
-    with tarfile.open(str(path), 'w:gz') as tar:
-        for name, kind, data, mode, linkname in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.mode = mode
-            info.linkname = linkname
-            info.size = len(data) if kind == tarfile.REGTYPE else 0
-            tar.addfile(info, io.BytesIO(data) if info.size else None)
-    return str(path)
 
 
 def read_json(path):

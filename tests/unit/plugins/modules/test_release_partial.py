@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import tarfile
@@ -14,7 +13,7 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest
 from ansible_collections.stagehand.deploy.plugins.modules.release import main
-from ansible_collections.stagehand.deploy.tests.unit.releases import tar_of, write_tree
+from ansible_collections.stagehand.deploy.tests.unit.releases import raw_tar, tar_of, write_tree
 
 V1 = {
     'index.php': b'<?php require "app/Kernel.php";',
@@ -24,25 +23,6 @@ V1 = {
     'vendor/lib/a.php': b'<?php // a',
     'vendor/lib/b.php': b'<?php // b',
 }
-
-
-def raw_tar(path, members, truncate=None):
-    """members: (name, type, data, mode, linkname)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w:gz') as tar:
-        for name, kind, data, mode, linkname in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.mode = mode
-            info.linkname = linkname
-            info.size = len(data) if kind == tarfile.REGTYPE else 0
-            tar.addfile(info, io.BytesIO(data) if info.size else None)
-    data = buf.getvalue()
-    if truncate is not None:
-        data = data[:truncate]
-    with open(str(path), 'wb') as f:
-        f.write(data)
-    return str(path)
 
 
 def delta_tar(path, files):
