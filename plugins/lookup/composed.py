@@ -17,7 +17,8 @@ description:
     composed, and the compose recorded in the store says so and was not changed by a prepare hook; otherwise an empty
     dictionary. The compose itself is not verified here (a deploy that goes on does that). It never builds, never
     writes and never fails for a version it cannot use (a deploy then composes as usual and reports any error).
-  - The deploy role uses it to end a redeploy of what is already live after one read-only call per host.
+  - The deploy role uses it to end a redeploy of what is already live after one read-only call per host, and its fast
+    path ships the compose it names without running the compose module.
   - Only local stores are looked at; for an C(http(s\)://) store the result is empty.
 author:
   - Stagehand Deploy contributors (@stagehand-deploy)
@@ -56,8 +57,9 @@ EXAMPLES = r'''
 RETURN = r'''
 _raw:
   description:
-    - One dictionary with C(compose_id) and C(release), or an empty one when the store has no usable compose of the
-      version.
+    - One dictionary describing the compose as M(stagehand.deploy.compose) returns it when it reuses one
+      (C(compose_id), C(release), C(dir), C(artifact), C(manifest), C(signature), C(shared), C(platform), C(commit),
+      C(ref)), or an empty one when the store has no usable compose of the version.
   type: list
   elements: dict
 '''
@@ -68,6 +70,9 @@ import typing as t
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, LocalStore, find_reusable, resolve_ref
+
+
+RESULT_KEYS = ('compose_id', 'release', 'dir', 'artifact', 'manifest', 'signature', 'shared', 'platform', 'commit', 'ref')
 
 
 class LookupModule(LookupBase):
@@ -86,4 +91,4 @@ class LookupModule(LookupBase):
             return [{}]
         if not found:
             return [{}]
-        return [{'compose_id': found['compose_id'], 'release': found['release']}]
+        return [{key: found[key] for key in RESULT_KEYS}]

@@ -826,7 +826,7 @@ def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, c
 
 
 def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None = None) -> dict[str, t.Any] | None:
-    """``{compose_id, release}`` of the compose of ``ref`` in a local store, for a deploy that may end early.
+    """The compose of ``ref`` in a local store (as the compose module returns it, ``reused``), without building.
 
     The ref pointer must name a compose of ``commit`` made for ``release`` (any release name
     recorded with it when None) whose recorded inputs say the same and that a prepare hook did
@@ -846,7 +846,9 @@ def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None 
         return None
     if not isinstance(inputs, dict) or inputs.get('commit') != commit or inputs.get('release') != wanted or inputs.get('prepared'):
         return None
-    return {'compose_id': compose_id, 'release': wanted}
+    if not (os.path.isfile(os.path.join(store.compose_dir(compose_id), MANIFEST)) and os.path.isfile(os.path.join(store.compose_dir(compose_id), ARTIFACT))):
+        return None
+    return _result(store, compose_id, inputs, reused=True, changed=False)
 
 
 def check_params(params: t.Mapping[str, t.Any]) -> None:

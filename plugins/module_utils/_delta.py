@@ -45,6 +45,7 @@ import shutil
 import tarfile
 import tempfile
 import typing as t
+import zlib
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     dump_json,
@@ -61,17 +62,18 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     manifest_from_json,
     manifest_from_tar,
     normalize_member_name,
+    remember_loaded,
     with_shared,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import SLOT_NAMES
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    COMPOSES_DIR,
     STATUS_COMPLETE,
     DeployRoot,
 )
 
 DELTA_FORMAT = 'stagehand-manifest-delta'
 DELTA_VERSION = 1
-COMPOSES_DIR = 'composes'
 SIG_SUFFIX = '.sig'
 DELTA_ARCHIVE = 'delta.tar.gz'
 MANIFEST_DELTA = 'manifest-delta.json'
@@ -80,6 +82,8 @@ RELEASE_DEPTH = 2
 DOC_KEYS = ('version', 'digest', 'entries')
 _COMPOSE_ID_RE = re.compile(r'\Asha256:([0-9a-f]{64})\Z')
 _STORED_RE = re.compile(r'\A([0-9a-f]{64})\.json\Z')
+INDEX_SUFFIX = '.index.json'
+INDEX_FORMAT = 'stagehand-artifact-index-1'
 _DELTA_KEYS = {'format', 'version', 'base', 'digest', 'sha256', 'size', 'document', 'set', 'remove'}
 
 
@@ -156,9 +160,13 @@ def _entry_map(manifest: Manifest) -> dict[str, dict[str, t.Any]]:
 
 
 # -- manifest deltas -----------------------------------------------------------------------
-def make_manifest_delta(base: Manifest, new_doc: t.Mapping[str, t.Any], new_bytes: bytes) -> dict[str, t.Any]:
-    """The manifest delta turning ``base`` into the document ``new_doc`` whose file bytes are ``new_bytes``."""
-    new = manifest_from_json(dict(new_doc), 'the new manifest')
+def make_manifest_delta(base: Manifest, new_doc: t.Mapping[str, t.Any], new_bytes: bytes, new: Manifest | None = None) -> dict[str, t.Any]:
+    """The manifest delta turning ``base`` into the document ``new_doc`` whose file bytes are ``new_bytes``.
+
+    ``new`` is the manifest of ``new_doc`` when the caller has it already (it is validated otherwise).
+    """
+    if new is None:
+        new = manifest_from_json(dict(new_doc), 'the new manifest')
     old_by = _entry_map(base)
     new_by = _entry_map(new)
     return {
@@ -212,10 +220,9 @@ def apply_manifest_delta(base: Manifest, delta: object) -> bytes:
         if not isinstance(path, str):
             raise DeltaError('the manifest delta sets an entry without a path: %r' % (entry,))
         by_path[path] = entry
-    try:
-        manifest = Manifest(by_path.values())
-    except ManifestError as exc:
-        raise DeltaError('the manifest rebuilt from the delta is invalid: %s' % exc.msg) from None
+    # not validated here: the digest and the bytes must match what the controller validated, and
+    # rebuild() validates the document it writes (manifest_from_json) before anything uses it
+    manifest = Manifest.trusted(by_path)
     if manifest.digest != delta['digest']:
         raise DeltaError('the manifest rebuilt from the delta has digest %s, expected %s' % (manifest.digest, delta['digest']))
     data = dump_json(manifest.to_json(**delta['document']))
@@ -267,38 +274,140 @@ def _have_items(have: t.Iterable[t.Mapping[str, t.Any]]) -> list[tuple[str, list
 
 
 # -- the delta archive -------------------------------------------------------------------------
-def _capture(artifact: str, new: Manifest, wanted: set[str], work: str) -> dict[str, str]:
-    """Copy the content of every sha256 in ``wanted`` out of the artifact into ``work``; ``sha -> file``."""
-    by_path = _entry_map(new)
+def index_path(artifact: str) -> str:
+    """Where the member index of ``artifact`` is kept: beside it, ``<artifact>.index.json``."""
+    return artifact + INDEX_SUFFIX
+
+
+def _artifact_key(artifact: str) -> list[int]:
+    st = os.stat(artifact)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _read_index(artifact: str) -> dict[str, list[int]] | None:
+    """``path -> [offset, size]`` of the regular files in the uncompressed tar stream, or None when unusable."""
+    try:
+        doc = json.loads(_read_bytes(index_path(artifact)).decode('utf-8'))
+        key = _artifact_key(artifact)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get('format') != INDEX_FORMAT or doc.get('artifact') != key:
+        return None
+    members = doc.get('members')
+    return members if isinstance(members, dict) else None
+
+
+def _write_index(artifact: str, members: dict[str, list[int]]) -> None:
+    """Keep the member index beside the artifact; best effort (a store that is read-only only costs speed)."""
+    try:
+        write_bytes_atomic(index_path(artifact), dump_json({'format': INDEX_FORMAT, 'artifact': _artifact_key(artifact),
+                                                            'members': members}), 0o644)
+    except OSError:
+        pass
+
+
+def _copy_checked(source: t.Iterable[bytes], out: str, entry: t.Mapping[str, t.Any], artifact: str, rel: str) -> None:
+    h = hashlib.sha256()
+    size = 0
+    with open(out, 'wb') as f:
+        for chunk in source:
+            h.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+    if (h.hexdigest(), size) != (entry['sha256'], entry['size']):
+        raise DeltaError('the artifact %s does not match its manifest: %s has sha256 %s (%d bytes), the manifest says %s (%d bytes)'
+                         % (artifact, rel, h.hexdigest(), size, entry['sha256'], entry['size']), offending_path=rel)
+
+
+def _gzip_range(gz: gzip.GzipFile, position: int, offset: int, size: int) -> t.Iterator[bytes]:
+    """The ``size`` bytes at ``offset`` of the uncompressed stream, read forward from ``position``."""
+    skip = offset - position
+    while skip > 0:
+        got = gz.read(min(skip, CHUNK_SIZE))
+        if not got:
+            raise EOFError('unexpected end of data')
+        skip -= len(got)
+    remaining = size
+    while remaining > 0:
+        chunk = gz.read(min(remaining, CHUNK_SIZE))
+        if not chunk:
+            raise EOFError('unexpected end of data')
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _capture_indexed(artifact: str, index: dict[str, list[int]], picks: list[tuple[str, dict[str, t.Any]]],
+                     work: str) -> dict[str, str] | None:
+    """:func:`_capture` through the member index: no tar header parsed. None when the index does not serve."""
+    located = []
+    for rel, entry in picks:
+        where = index.get(rel)
+        if not isinstance(where, list) or len(where) != 2 or where[1] != entry['size']:
+            return None
+        located.append((where[0], rel, entry))
+    located.sort(key=lambda item: item[0])
     captured: dict[str, str] = {}
+    position = 0
+    try:
+        with gzip.open(artifact, 'rb') as gz:
+            for offset, rel, entry in located:
+                if offset < position:
+                    return None
+                out = os.path.join(work, entry['sha256'])
+                _copy_checked(_gzip_range(gz, position, offset, entry['size']), out, entry, artifact, rel)
+                position = offset + entry['size']
+                captured[entry['sha256']] = out
+    except (OSError, EOFError, zlib.error):
+        return None
+    except DeltaError:
+        return None  # a stale index: the full scan decides
+    return captured
+
+
+def _capture(artifact: str, new: Manifest, wanted: set[str], work: str) -> dict[str, str]:
+    """Copy the content of every sha256 in ``wanted`` out of the artifact into ``work``; ``sha -> file``.
+
+    With the member index kept beside the artifact (``<artifact>.index.json``, written by the
+    first full scan) only the bytes up to the last wanted member are decompressed and no tar
+    header is parsed; every file is checked against the manifest either way.
+    """
+    by_path = _entry_map(new)
+    picks: dict[str, tuple[str, dict[str, t.Any]]] = {}
+    for rel in sorted(by_path):
+        entry = by_path[rel]
+        if entry['type'] == TYPE_FILE and entry['sha256'] in wanted and entry['sha256'] not in picks:
+            picks[entry['sha256']] = (rel, entry)
+    index = _read_index(artifact)
+    if index is not None:
+        fast = _capture_indexed(artifact, index, list(picks.values()), work)
+        if fast is not None and set(fast) == set(wanted):
+            return fast
+    captured: dict[str, str] = {}
+    members: dict[str, list[int]] = {}
     pending = set(wanted)
     reader = _TarReader(artifact)
+    complete = False
     try:
-        while pending:
+        while True:
             member = reader.next()
             if member is None:
+                complete = True
                 break
             if not member.isreg():
                 continue
             rel = normalize_member_name(member.name)
+            members[rel] = [member.offset_data, member.size]
             entry = by_path.get(rel)
             if entry is None or entry['type'] != TYPE_FILE or entry['sha256'] not in pending:
                 continue
             out = os.path.join(work, entry['sha256'])
-            h = hashlib.sha256()
-            size = 0
-            with open(out, 'wb') as f:
-                for chunk in reader.chunks(member):
-                    h.update(chunk)
-                    size += len(chunk)
-                    f.write(chunk)
-            if (h.hexdigest(), size) != (entry['sha256'], entry['size']):
-                raise DeltaError('the artifact %s does not match its manifest: %s has sha256 %s (%d bytes), the manifest says %s (%d bytes)'
-                                 % (artifact, rel, h.hexdigest(), size, entry['sha256'], entry['size']), offending_path=rel)
+            _copy_checked(reader.chunks(member), out, entry, artifact, rel)
             captured[entry['sha256']] = out
             pending.discard(entry['sha256'])
     finally:
         reader.close()
+    if complete:
+        _write_index(artifact, members)
     if pending:
         paths = sorted(p for p, e in by_path.items() if e['type'] == TYPE_FILE and e['sha256'] in pending)
         raise DeltaError('the artifact %s lacks the content of %d file(s) of its manifest: %s'
@@ -423,7 +532,7 @@ def create(
     stored = set(host_composes) if host_composes is not None else set(known)
     best = None
     for compose_id in sorted(stored & set(known)):
-        candidate = make_manifest_delta(known[compose_id], new_doc, new_bytes)
+        candidate = make_manifest_delta(known[compose_id], new_doc, new_bytes, new)
         weight = len(candidate['set']) + len(candidate['remove'])
         if best is None or weight < best[0]:
             best = (weight, compose_id, candidate)
@@ -523,7 +632,8 @@ def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None
             raise DeltaError('neither %s nor a kept copy %s exists: ship the manifest of %s' % (dest, stored, compose_id))
         data = data_or_none
     try:
-        manifest = manifest_from_json(json.loads(data.decode('utf-8')), 'manifest of %s' % compose_id)
+        doc = json.loads(data.decode('utf-8'))
+        manifest = manifest_from_json(doc, 'manifest of %s' % compose_id)
     except (ValueError, ManifestError) as exc:
         raise DeltaError('the manifest of %s is invalid: %s' % (compose_id, getattr(exc, 'msg', exc))) from None
     if manifest.digest != compose_id:
@@ -549,6 +659,8 @@ def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None
             changed = True
         pruned = prune(droot, keep={compose_id})
         changed |= bool(pruned)
+        for written in (dest, stored):  # the release module reads them next, in the same run
+            remember_loaded(written, manifest, doc)
     else:
         changed = _read_if_exists(dest) != data or _read_if_exists(stored) != data
     signature = dest_sig if os.path.isfile(dest_sig) or (check_mode and os.path.isfile(stored_sig)) else None

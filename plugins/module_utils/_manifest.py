@@ -181,7 +181,7 @@ def _check_entry(entry: object) -> Entry:
 class Manifest:
     """An immutable, validated, sorted list of entries (see the module docstring)."""
 
-    __slots__ = ('_entries', '_by_path')
+    __slots__ = ('_entries', '_by_path', '_digest')
 
     def __init__(self, entries: t.Iterable[t.Mapping[str, t.Any]]) -> None:
         by_path: dict[str, Entry] = {}
@@ -199,6 +199,19 @@ class Manifest:
                         % (path, parent, 'missing' if kind is None else 'a ' + kind), path)
         self._by_path = by_path
         self._entries = [by_path[p] for p in sorted(by_path)]
+        self._digest: str | None = None
+
+    @classmethod
+    def trusted(cls, by_path: dict[str, Entry]) -> Manifest:
+        """A manifest of ``path -> entry`` already checked (built from validated manifests), not validated again.
+
+        The caller hands over ``by_path`` (it must not change it afterwards).
+        """
+        self = cls.__new__(cls)
+        self._by_path = by_path
+        self._entries = [by_path[p] for p in sorted(by_path)]
+        self._digest = None
+        return self
 
     @property
     def entries(self) -> list[Entry]:
@@ -231,7 +244,9 @@ class Manifest:
 
     @property
     def digest(self) -> str:
-        return digest(self)
+        if self._digest is None:  # immutable: computed once
+            self._digest = digest(self)
+        return self._digest
 
     @property
     def files(self) -> int:
@@ -252,7 +267,7 @@ class Manifest:
 
 def canonical_json(manifest: Manifest) -> bytes:
     """The bytes the digest is computed over: the entries as compact JSON with sorted keys."""
-    return json.dumps(manifest.entries, sort_keys=True, separators=(',', ':')).encode('utf-8')
+    return json.dumps(manifest._entries, sort_keys=True, separators=(',', ':')).encode('utf-8')  # pylint: disable=protected-access
 
 
 def digest(manifest: Manifest) -> str:
@@ -283,8 +298,36 @@ def manifest_from_json(doc: object, source: str = 'manifest') -> Manifest:
     return manifest
 
 
+_LOADED: dict[tuple[str, int, int, int, int], tuple[Manifest, dict[str, t.Any]]] = {}
+
+
+def _loaded_key(path: str) -> tuple[str, int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def remember_loaded(path: str, manifest: Manifest, doc: dict[str, t.Any]) -> None:
+    """Note that the file ``path`` (just written) holds ``doc``, validated as ``manifest``: not parsed again here."""
+    key = _loaded_key(path)
+    if key is not None:
+        while len(_LOADED) >= 4:  # keep the last few only: manifests can be large
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = (manifest, doc)
+
+
 def load_manifest_document(path: str) -> tuple[Manifest, dict[str, t.Any]]:
-    """Read a manifest file; return the manifest and the whole validated document (with any extra keys)."""
+    """Read a manifest file; return the manifest and the whole validated document (with any extra keys).
+
+    A file read before in this process and unchanged since (same inode, size and mtime) is
+    not parsed again: a deploy reads the same compose manifest for several purposes.
+    """
+    key = _loaded_key(path)
+    if key is not None and key in _LOADED:
+        manifest, doc = _LOADED[key]
+        return manifest, dict(doc)
     try:
         doc = read_json(path)
     except (OSError, ValueError) as exc:
@@ -292,7 +335,8 @@ def load_manifest_document(path: str) -> tuple[Manifest, dict[str, t.Any]]:
     if doc is None:
         raise ManifestError('manifest file %s does not exist' % path, path)
     manifest = manifest_from_json(doc, 'manifest file %s' % path)
-    return manifest, doc
+    remember_loaded(path, manifest, doc)
+    return manifest, dict(doc)
 
 
 def load_manifest(path: str) -> Manifest:
@@ -735,12 +779,14 @@ def compare_manifests(expected: Manifest, actual: Manifest) -> list[str]:
     return compare_entries({e['path']: e for e in expected}, {e['path']: e for e in actual})
 
 
-def verify_tree(top: str, manifest: Manifest) -> list[str]:
+def verify_tree(top: str, manifest: Manifest, known: t.Mapping[tuple[int, int], tuple[str, int]] | None = None) -> list[str]:
     """Compare the directory ``top`` with ``manifest`` exactly; return the problems (empty list = match).
 
     Reports missing and extra paths, wrong types (including device files and
     the like), modes, sizes, content hashes and symlink targets. Files are
-    hashed only when their type, mode and size already match.
+    hashed only when their type, mode and size already match. ``known`` maps
+    ``(st_dev, st_ino)`` to the ``(sha256, size)`` of files hashed moments ago
+    by the caller (the sources of hardlinks): those inodes are not read again.
     """
     if not os.path.isdir(top):
         return ['missing: %s is not a directory' % top]
@@ -751,7 +797,13 @@ def verify_tree(top: str, manifest: Manifest) -> list[str]:
 
     def hasher(path: str) -> str:
         try:
-            return hash_file(os.path.join(top, path))[0]
+            full = os.path.join(top, path)
+            if known:
+                st = os.lstat(full)
+                hashed = known.get((st.st_dev, st.st_ino))
+                if hashed is not None and hashed[1] == st.st_size:
+                    return hashed[0]
+            return hash_file(full)[0]
         except OSError as exc:
             return 'unreadable (%s)' % (exc.strerror or exc)
 
@@ -814,4 +866,4 @@ def with_shared(manifest: Manifest, shared: t.Iterable[str], depth: int = 2) -> 
         for other in [p for p in by_path if p == path or p.startswith(path + '/')]:
             del by_path[other]
         by_path[path] = {'path': path, 'type': TYPE_SYMLINK, 'target': shared_link_target(path, depth)}
-    return Manifest(by_path.values())
+    return Manifest.trusted(by_path)  # entries of a validated manifest, and well-formed links and directories

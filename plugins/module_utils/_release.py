@@ -47,7 +47,9 @@ import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     fsync_dir,
+    read_json,
     temp_name,
+    write_json_atomic,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import (
     CHUNK_SIZE,
@@ -65,6 +67,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     hash_file,
     load_manifest,
     load_manifest_document,
+    manifest_from_json,
     mode_string,
     parents,
     save_manifest,
@@ -81,6 +84,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     check_release_name,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    COMPOSES_DIR,
     MODE_SLOTS,
     STATUS_COMPLETE,
     STATUS_FAILED,
@@ -233,6 +237,9 @@ class LinkIndex:
         self._by_content: dict[tuple[str, int], list[str]] = {}
         self._verified: dict[str, bool] = {}
         self._hashed: dict[str, tuple[str, int] | None] = {}
+        # (st_dev, st_ino) -> (sha256, size) of every file hashed here, so that a tree of hardlinks to
+        # them is verified without reading the same inodes again (verify_tree's ``known``)
+        self.inode_hashes: dict[tuple[int, int], tuple[str, int]] = {}
 
     def add_tree(self, top: str, manifest: Manifest) -> None:
         for entry in manifest:
@@ -248,7 +255,7 @@ class LinkIndex:
             if path not in self._hashed:
                 try:
                     st = os.lstat(path)
-                    self._hashed[path] = hash_file(path) if stat.S_ISREG(st.st_mode) else None
+                    self._hashed[path] = self._hash(path, st) if stat.S_ISREG(st.st_mode) else None
                 except OSError:
                     self._hashed[path] = None
             if self._hashed[path] == (entry['sha256'], entry['size']):
@@ -270,23 +277,61 @@ class LinkIndex:
                 return path
         return None
 
-    @staticmethod
-    def _check(path: str, entry: Entry, uid: int, gid: int) -> bool:
+    def _hash(self, path: str, st: os.stat_result) -> tuple[str, int]:
+        hashed = hash_file(path)
+        self.inode_hashes[(st.st_dev, st.st_ino)] = hashed
+        return hashed
+
+    def _check(self, path: str, entry: Entry, uid: int, gid: int) -> bool:
         try:
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry['size'] or mode_string(st.st_mode) != entry['mode']:
                 return False
             if st.st_uid != uid or st.st_gid != gid or st.st_nlink >= MAX_NLINK:
                 return False
-            return hash_file(path) == (entry['sha256'], entry['size'])
+            return self._hash(path, st) == (entry['sha256'], entry['size'])
         except OSError:
             return False
 
 
-def _load_tree_manifest(path: str) -> Manifest | None:
+def save_tree_manifest(droot: DeployRoot, name: str, tree: Manifest, source: Manifest, shared: list[str]) -> None:
+    """Write ``.stagehand/manifests/<name>.json``: the release tree (its source with the shared links).
+
+    When the host keeps the source (a compose manifest in ``.stagehand/composes/``, which stays
+    while a release refers to it) only a reference is written: the source digest, the shared
+    paths and the tree digest, a few hundred bytes instead of a second copy of a 10,000-entry
+    manifest. :func:`load_tree_manifest` rebuilds the tree and checks its digest.
+    """
+    path = release_manifest_path(droot, name)
+    if os.path.isfile(os.path.join(droot.state_dir, COMPOSES_DIR, source.digest.split(':', 1)[1] + '.json')):
+        write_json_atomic(path, {'version': 1, 'derived': True, 'digest': tree.digest, 'source_digest': source.digest, 'shared': shared})
+    else:
+        save_manifest(path, tree, source_digest=source.digest, shared=shared)
+
+
+def _kept_compose(path: str) -> Manifest:
+    """A compose manifest the host keeps: validated when it was written (rebuild), so only its digest is checked here."""
+    doc = read_json(path)
+    entries = doc.get('entries') if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
+        raise ManifestError('%s is not a manifest' % path, path)
+    return Manifest.trusted({e['path']: e for e in entries})
+
+
+def load_tree_manifest(path: str) -> Manifest | None:
+    """The tree manifest of a release or slot (full, or a reference to a kept compose manifest); None when unusable."""
     try:
-        return load_manifest(path)
-    except ManifestError:
+        doc = read_json(path)
+        if isinstance(doc, dict) and doc.get('derived') is True:
+            digest, shared = doc.get('source_digest'), doc.get('shared')
+            if not isinstance(digest, str) or not digest.startswith('sha256:') or not isinstance(shared, list):
+                return None
+            state_dir = os.path.dirname(os.path.dirname(path))
+            source = _kept_compose(os.path.join(state_dir, COMPOSES_DIR, digest.split(':', 1)[1] + '.json'))
+            tree = with_shared(source, shared, RELEASE_DEPTH) if shared else source
+            return tree if source.digest == digest and tree.digest == doc.get('digest') else None
+        return manifest_from_json(doc, 'manifest file %s' % path)
+    except (ManifestError, OSError, ValueError):
         return None
 
 
@@ -302,7 +347,7 @@ def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkInd
             continue
         if status != STATUS_COMPLETE:
             continue
-        manifest = _load_tree_manifest(release_manifest_path(droot, name))
+        manifest = load_tree_manifest(release_manifest_path(droot, name))
         if manifest is not None:
             index.add_tree(droot.release_path(name), manifest)
     return index
@@ -315,7 +360,7 @@ def slot_link_index(droot: DeployRoot, index: LinkIndex | None = None) -> LinkIn
         meta = _read_json_quietly(droot.read_slot_meta, slot)
         if not meta or meta.get('status') != STATUS_COMPLETE or not os.path.isdir(droot.slot_path(slot)):
             continue
-        manifest = _load_tree_manifest(slot_manifest_path(droot, slot))
+        manifest = load_tree_manifest(slot_manifest_path(droot, slot))
         if manifest is not None:
             index.add_tree(droot.slot_path(slot), manifest)
     return index
@@ -630,7 +675,7 @@ def stage(
             _relink(staging, links)
         linked_paths = {p for p in links if _same_inode(os.path.join(staging, *p.split('/')), links[p])}
         _finalize(staging, tree, linked_paths, uid, gid)
-        problems = verify_tree(staging, tree)
+        problems = verify_tree(staging, tree, index.inode_hashes)
         if problems:
             raise ReleaseError('the staged tree does not match the source manifest (did the source change while it was read?): %s'
                                % _problems_text(problems), problems=problems[:MAX_PROBLEMS_RETURNED])
@@ -766,7 +811,7 @@ def ensure_release(
         new_meta = _meta(old_meta, name, STATUS_COMPLETE, source, tree, src, shared_paths)
         if not check_mode:
             os.makedirs(droot.manifests_dir, 0o755, exist_ok=True)
-            save_manifest(release_manifest_path(droot, name), tree, source_digest=source.digest, shared=shared_paths)
+            save_tree_manifest(droot, name, tree, source, shared_paths)
             droot.write_meta(name, new_meta)
         before = dict(old_meta or {}, status=STATUS_INCOMPLETE)
         return _result(True, path, _diff(what, before, new_meta), release=name, status=STATUS_COMPLETE, recovered=True,
@@ -804,7 +849,7 @@ def ensure_release(
         raise
     fsync_dir(droot.releases_dir)
     fsync_dir(droot.stage_dir)
-    save_manifest(release_manifest_path(droot, name), staged.tree, source_digest=staged.source.digest, shared=shared_paths)
+    save_tree_manifest(droot, name, staged.tree, staged.source, shared_paths)
     new_meta = _meta(old_meta if old_meta and old_meta.get('name') == name else None, name, STATUS_COMPLETE,
                      staged.source, staged.tree, src, shared_paths)
     droot.write_meta(name, new_meta)

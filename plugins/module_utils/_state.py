@@ -48,6 +48,8 @@ STATUS_INCOMPLETE = 'incomplete'
 
 MODE_RELEASES = 'releases'
 MODE_SLOTS = 'slots'
+# .stagehand/composes/<hex>.json: the compose manifests a host keeps (written by _delta.rebuild)
+COMPOSES_DIR = 'composes'
 
 # Entries of the root that the live pointer may not be named after.
 RESERVED_LINK_NAMES = ('releases', 'slots', 'shared', STATE_DIR)

@@ -1,0 +1,188 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Controller side of ``stagehand.deploy.ship``: write what the host lacks, copy it over, run the module.
+
+The delta (one file per sha256 the host lacks, and the manifest as a delta against one the host
+keeps) is written with :func:`_delta.create` into a temporary directory on the controller, in
+this process: no extra module run. The files go to the remote temporary directory with the
+connection's own file transfer (SSH, docker, local alike), then the module runs once and the
+remote temporary directory is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import typing as t
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts
+from ansible_collections.stagehand.deploy.plugins.action.switch import fill_controller_args
+from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create
+
+MODULE_NAME = 'stagehand.deploy.ship'
+MARK = '--stagehand-ship--'
+
+
+def held_query(root: str) -> str:
+    """A POSIX shell command printing what the deploy root holds: the live link, release metadata, kept composes."""
+    return ('cd %s 2>/dev/null || exit 0; readlink current; echo %s; '
+            'for f in .stagehand/releases/*.json; do n=${f##*/}; n=${n%%.json}; '
+            'if [ -f "$f" ] && [ -d "releases/$n" ] && [ ! -L "releases/$n" ]; then cat "$f"; echo; echo %s; fi; done; '
+            'echo %s; ls .stagehand/composes 2>/dev/null; exit 0') % (shlex.quote(root), MARK, MARK, MARK + 'end')
+
+
+def parse_held(output: str) -> dict[str, t.Any]:
+    """What :func:`held_query` printed -> ``{live, releases, composes}`` as release_info would say it (the fields used here)."""
+    output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
+    head, sep, rest = output.partition(MARK + '\n')
+    if not sep:
+        return {'live': None, 'releases': [], 'composes': []}
+    link = head.strip()
+    live = link[len('releases/'):] if link.startswith('releases/') and '/' not in link[len('releases/'):] else None
+    metas, _sep, listing = rest.partition(MARK + 'end\n')
+    releases = []
+    for chunk in metas.split(MARK + '\n'):
+        try:
+            meta = json.loads(chunk)
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get('name'), str):
+            releases.append({'name': meta['name'], 'status': meta.get('status'), 'manifest_digest': meta.get('manifest_digest'),
+                             'shared': meta.get('shared') or [], 'live': meta['name'] == live})
+    composes = sorted('sha256:' + name[:-len('.json')] for name in listing.split()
+                      if name.endswith('.json') and len(name) == 69 and all(c in '0123456789abcdef' for c in name[:64]))
+    return {'live': live, 'releases': releases, 'composes': composes}
+
+
+display = Display()
+
+
+def sent_summary(shipment: t.Mapping[str, t.Any], kept: bool) -> dict[str, t.Any]:
+    """What went to the host, for RV(sent) and the report line."""
+    how = 'kept' if kept else ('delta' if shipment.get('manifest_delta') else 'whole')
+    return {'files': shipment.get('files', 0), 'bytes': shipment.get('bytes', 0), 'archive_bytes': shipment.get('archive_bytes', 0),
+            'manifest': how, 'manifest_bytes': 0 if kept else shipment.get('manifest_bytes', 0)}
+
+
+def report_line(result: t.Mapping[str, t.Any], host: str) -> str:
+    """One line: what was sent, what went live, the health check, the phases."""
+    sent = result.get('sent') or {}
+    line = '%s file(s) sent (%s bytes, %s compressed), manifest %s; ' % (
+        sent.get('files', 0), sent.get('bytes', 0), sent.get('archive_bytes', 0),
+        {'kept': 'kept on the host', 'delta': 'as a delta', 'whole': 'in full'}.get(sent.get('manifest'), sent.get('manifest')))
+    if result.get('needs_migrate'):
+        return line + '%s staged on %s, not switched: %s.' % (result.get('release'), host, result.get('needs_migrate_reason'))
+    if result.get('switched'):
+        line += '%s is live on %s (before: %s).' % (result.get('current'), host, result.get('previous') or 'nothing')
+    else:
+        line += '%s was already live on %s, nothing switched.' % (result.get('current'), host)
+    health = result.get('health')
+    if isinstance(health, dict) and health.get('elapsed') is not None:
+        line += ' Health check: healthy after %s s;' % health['elapsed']
+    else:
+        line += ' Health check: none;'
+    history = result.get('history')
+    phases = history.get('phases') if isinstance(history, dict) else result.get('phases')
+    return line + ' seconds per phase: %s' % (phases or {})
+
+
+class ActionModule(ActionBase):
+    """Write the delta on the controller, copy it to the host, run the module once."""
+
+    TRANSFERS_FILES = True
+    _supports_check_mode = False
+    _supports_async = False
+
+    def _upload(self, local: str, tmpdir: str, name: str) -> str:
+        remote = self._connection._shell.join_path(tmpdir, name)
+        self._transfer_file(local, remote)
+        return remote
+
+    def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        result = super().run(tmp, task_vars)
+        del tmp  # unused, see ActionBase.run
+        args = dict(self._task.args)
+        report = boolean(args.get('report', False), strict=False)
+        compose = args.get('compose')
+        if not isinstance(compose, dict) or not compose.get('compose_id') or not compose.get('artifact'):
+            raise AnsibleActionFail('compose must be the result of stagehand.deploy.compose (compose_id, manifest, artifact); got %r' % (compose,))
+        held = args.get('held')
+        if held is None:
+            # one shell command over the open connection instead of a release_info module run
+            query = self._low_level_execute_command(held_query(str(args.get('root'))), sudoable=True)
+            if query.get('rc') != 0:
+                raise AnsibleActionFail('cannot read what %s holds: %s' % (args.get('root'), query.get('stderr') or query.get('stdout')))
+            held = parse_held(query.get('stdout') or '')
+        if not isinstance(held, dict):
+            raise AnsibleActionFail('held must be the result of stagehand.deploy.release_info, got %r' % (held,))
+        if boolean(args.get('end_if_live', True), strict=False) and any(
+                r.get('live') and r.get('name') == args.get('release') and r.get('status') == 'complete'
+                and r.get('manifest_digest') == compose['compose_id'] for r in held.get('releases') or []):
+            result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
+                          switched=False, needs_migrate=False, previous=args.get('release'), current=args.get('release'),
+                          sent={'files': 0, 'bytes': 0, 'archive_bytes': 0, 'manifest': 'kept', 'manifest_bytes': 0})
+            if report:
+                display.display('%s (%s) is already live on %s: nothing was sent or changed.' % (
+                    args.get('release'), compose['compose_id'], (task_vars or {}).get('inventory_hostname')))
+            return result
+        composes = list(held.get('composes') or [])
+        manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
+        manifest = compose.get('manifest') or None
+        for key in ('artifact', 'manifest', 'signature'):
+            if compose.get(key):
+                compose[key] = os.path.expanduser(str(compose[key]))
+        work = tempfile.mkdtemp(prefix='stagehand-ship-')
+        try:
+            try:
+                shipment = create(compose.get('manifest') or manifest, compose['artifact'], work, have=held.get('releases') or [],
+                                  manifests=manifests, host_composes=composes, shared=args.get('shared') or [])
+            except DeltaError as exc:
+                raise AnsibleActionFail('cannot write what %s lacks of %s: %s' % (
+                    (task_vars or {}).get('inventory_hostname'), compose['compose_id'], exc.msg)) from None
+            if shipment['compose_id'] != compose['compose_id']:
+                raise AnsibleActionFail('the manifest %s has digest %s, not the compose id %s' % (
+                    shipment['manifest'], shipment['compose_id'], compose['compose_id']))
+            kept = compose['compose_id'] in composes
+            remote_tmp = self._make_tmp_path()
+            upload: dict[str, t.Any] = {'manifest': self._connection._shell.join_path(remote_tmp, 'manifest.json')}
+            files = []
+            if shipment['archive']:
+                upload['archive'] = self._upload(shipment['archive'], remote_tmp, 'delta.tar.gz')
+                files.append(upload['archive'])
+            if not kept and shipment['manifest_delta']:
+                upload['manifest_delta'] = self._upload(shipment['manifest_delta'], remote_tmp, 'manifest-delta.json')
+                files.append(upload['manifest_delta'])
+            elif not kept:
+                files.append(self._upload(shipment['manifest'], remote_tmp, 'manifest.json'))
+            if compose.get('signature'):
+                # always (a few hundred bytes): the compose may have been signed again since the host kept it
+                files.append(self._upload(compose['signature'], remote_tmp, 'manifest.json.sig'))
+            if args.get('allowed_signers'):
+                args['allowed_signers'] = self._upload(os.path.expanduser(str(args['allowed_signers'])), remote_tmp, 'allowed_signers')
+                files.append(args['allowed_signers'])
+            if files:
+                self._fixup_perms2([remote_tmp] + files)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live')}
+        module_args['compose'] = {k: compose.get(k) for k in ('compose_id', 'manifest', 'artifact', 'signature')}
+        module_args['upload'] = upload
+        if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
+            module_args = fill_controller_args(module_args, controller_facts())
+        result.update(self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars))
+        self._remove_tmp_path(remote_tmp)
+        result['sent'] = sent_summary(shipment, kept)
+        if report and not result.get('failed'):
+            host = (task_vars or {}).get('inventory_hostname') or self._play_context.remote_addr
+            display.display(report_line(result, str(host)))
+        return result

@@ -1,0 +1,515 @@
+#!/usr/bin/python
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ship
+short_description: Send a host only what it lacks of a compose, stage the release and switch to it, in one call
+version_added: 0.1.0
+author:
+  - Stagehand Deploy contributors (@stagehand-deploy)
+description:
+  - The whole host side of a deploy of one compose in one module run, for the deploy role's fast path (see
+    C(docs/deploy.md)). It does what the role's ship, verify, stage and switch phases do, with the same module
+    utilities, without a task per step.
+  - On the controller (action plugin), from O(compose) and what the host holds (O(held), the result of
+    M(stagehand.deploy.release_info)), the files whose content the host lacks are written to a delta archive, and the
+    manifest as a delta against a manifest the host keeps (as M(stagehand.deploy.delta) does). These, the signature
+    and O(allowed_signers) are copied to the remote temporary directory, over any connection.
+  - On the host, under the deploy lock (held by someone else, the task fails naming the holder and changes nothing),
+    the manifest is rebuilt and must have the compose id as digest, its signature is verified against
+    O(allowed_signers), and php-fpm is checked against O(platform). A refusal there stages nothing.
+  - Then the shared directories and C(shared/.env) are made ready, an earlier failed attempt of the release (never
+    the live one) is removed, and C(releases/<release>) is assembled from the uploaded files and hardlinks to the
+    releases already on the host, verified against the manifest and renamed into place, as
+    M(stagehand.deploy.release) does with O(stagehand.deploy.release#module:partial=true).
+  - With O(migrations), the release's migrations must all be in the record C(<root>/.stagehand/migrations.json) of
+    what the database holds. When some are pending, or the record cannot say, the call ends with
+    RV(needs_migrate=true) and the release staged but not live, so that the caller migrates and switches.
+  - With O(switch), C(current) is then switched to the release, O(switch.post_commands) run and O(switch.health_url)
+    checked, as M(stagehand.deploy.switch) does with O(stagehand.deploy.switch#module:revert_on_failure=true). When
+    they fail, the host is switched straight back, the release is marked failed and the task fails.
+  - With O(history), one line is appended to the history of the deploy root, whatever the outcome (except
+    RV(needs_migrate)). The lock is released at the end of the call whatever happened.
+options:
+  root:
+    description: Absolute path of the deploy root on the host.
+    type: path
+    required: true
+  release:
+    description: The release name (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
+    type: str
+    required: true
+  compose:
+    description:
+      - The compose, as M(stagehand.deploy.compose) returns it (extra keys are ignored).
+    type: dict
+    required: true
+    suboptions:
+      compose_id:
+        description: The compose id, C(sha256:<hex>) of the manifest.
+        type: str
+        required: true
+      manifest:
+        description: Path of its C(manifest.json) on the controller.
+        type: path
+      artifact:
+        description: Path of its C(.tar.gz) on the controller.
+        type: path
+      signature:
+        description: Path of the signature of the manifest on the controller, if signed.
+        type: path
+  held:
+    description:
+      - What the host holds, the result of M(stagehand.deploy.release_info) on it (its RV(stagehand.deploy.release_info#module:releases)
+        and RV(stagehand.deploy.release_info#module:composes) are used). Read by the action plugin only.
+      - Omitted, the action plugin reads it itself with one shell command over the connection (the link C(current),
+        the release metadata in C(.stagehand/releases/) and the list of C(.stagehand/composes/)), which costs far less
+        than a module run. Whatever it reads, the module checks every file it stages against the manifest.
+    type: dict
+  end_if_live:
+    description:
+      - When O(release) is live on the host with this compose id already, end at once with RV(already_live=true) and
+        C(changed=false); nothing is sent, locked, written or checked. Read by the action plugin only.
+    type: bool
+    default: true
+  manifests:
+    description:
+      - Directories on the controller with the manifests of earlier composes (C(<dir>/<hex>/manifest.json) or
+        C(<dir>/<hex>.json)); what the host holds is known from them. Read by the action plugin only.
+    type: list
+    elements: path
+    default: []
+  upload:
+    description:
+      - Where the action plugin put the uploaded files on the host. Set by the action plugin; do not set it.
+    type: dict
+    suboptions:
+      archive:
+        description: The delta archive, if any file had to be sent.
+        type: path
+      manifest:
+        description: Where the manifest is rebuilt (and where a whole uploaded manifest is).
+        type: path
+        required: true
+      manifest_delta:
+        description: The manifest delta, if one was sent.
+        type: path
+  shared:
+    description: Paths (relative to the release) linked to C(<root>/shared/<path>), as for M(stagehand.deploy.release).
+    type: list
+    elements: str
+    default: []
+  shared_dirs:
+    description: Directories made under C(<root>/shared/), owned by O(app_user) and O(app_group), mode C(0775).
+    type: list
+    elements: str
+    default: []
+  owner:
+    description: Owner of the release files and of C(<root>/shared) (name or uid).
+    type: str
+  group:
+    description: Group of the release files and of C(<root>/shared) (name or gid).
+    type: str
+  app_user:
+    description: Owner of the O(shared_dirs) (the user php-fpm runs as). Default O(owner).
+    type: str
+  app_group:
+    description: Group of the O(shared_dirs) and of C(shared/.env). Default O(group).
+    type: str
+  env_file:
+    description:
+      - Write C(<root>/shared/.env) with this content (atomically, only when it differs), owned by O(owner) and
+        O(env_file.group).
+    type: dict
+    suboptions:
+      content:
+        description: The text of the file.
+        type: str
+        required: true
+      group:
+        description: Its group. Default O(app_group).
+        type: str
+      mode:
+        description: Its mode, octal.
+        type: str
+        default: '0640'
+  platform:
+    description:
+      - Refuse, staging nothing, when php-fpm does not meet these requirements (as M(stagehand.deploy.platform)).
+    type: dict
+    suboptions:
+      php:
+        description: PHP version constraints (composer syntax).
+        type: list
+        elements: str
+        default: []
+      extensions:
+        description: PHP extensions that must be loaded.
+        type: list
+        elements: str
+        default: []
+      binary:
+        description: The php-fpm binary asked.
+        type: str
+        default: php-fpm
+  allowed_signers:
+    description:
+      - An allowed signers file on the controller (C(ssh-keygen) format). When set, the manifest must carry a valid
+        signature by O(identity), or nothing is staged. The action plugin copies it to the host.
+    type: path
+  identity:
+    description: The signer identity the signature must be from (C(ssh-keygen -Y verify -I)).
+    type: str
+    default: deploy
+  migrations:
+    description:
+      - Stop before switching, with RV(needs_migrate=true), when the release has migrations that the record
+        C(<root>/.stagehand/migrations.json) does not list as applied, or when that record is missing, unreadable or
+        about another database.
+    type: dict
+    suboptions:
+      dir:
+        description: The migrations directory, relative to the release.
+        type: str
+        required: true
+      database:
+        description: The database the record must be about.
+        type: str
+  switch:
+    description:
+      - Switch to the release once it is staged (and no migration is pending). Omit it to stage only.
+    type: dict
+    suboptions:
+      post_commands:
+        description: Commands (each an argv list) run after the switch, for example a php-fpm reload.
+        type: list
+        elements: raw
+        default: []
+      health_url:
+        description: URL requested after the post commands until it answers 200 with the release in O(switch.health_release_header).
+        type: str
+      health_release_header:
+        description: Response header that must name the release.
+        type: str
+        default: X-Release
+      health_timeout:
+        description: Seconds to wait for the health check.
+        type: float
+        default: 10.0
+  lock:
+    description:
+      - Take the deploy lock for the call, as O(stagehand.deploy.switch#module:lock) does; the action plugin fills in
+        the owner, controller and pid. Omit it when the caller holds the lock.
+    type: dict
+    suboptions:
+      owner:
+        description: User running the deploy on the controller.
+        type: str
+      controller:
+        description: Host name of the controller.
+        type: str
+      pid:
+        description: Process id of C(ansible-playbook) on the controller.
+        type: int
+      purpose:
+        description: What the lock is held for.
+        type: str
+      ttl:
+        description: Seconds after which the lock counts as stale.
+        type: int
+        default: 3600
+  history:
+    description:
+      - Append one history line, as O(stagehand.deploy.switch#module:history) does; the action plugin fills in user,
+        controller and start.
+    type: dict
+    suboptions:
+      action:
+        description: The action recorded.
+        type: str
+        choices: [deploy]
+        default: deploy
+      user:
+        description: Who runs it.
+        type: str
+      controller:
+        description: Host name of the controller.
+        type: str
+      start:
+        description: When the run started (ISO 8601 UTC).
+        type: str
+      phases:
+        description: Seconds per phase measured by the caller, recorded with those timed here.
+        type: dict
+  report:
+    description:
+      - Print one line on the controller saying what was sent and what went live. The module ignores it.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+    details:
+      - The action plugin writes the delta on the controller, copies it to the host and runs the module.
+  action_group:
+    description: Action is part of action_group(s), for convenient setting of module_defaults.
+    support: none
+    membership: []
+    details:
+      - Not part of any action group.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: none
+    details:
+      - A deploy is not run in check mode; the task fails in check mode and changes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: partial
+    details:
+      - A release already staged with the same content is left as it is, and switching to what is live changes
+        nothing; with O(history) every run appends a line and reports a change.
+  platform:
+    support: full
+    platforms: posix
+seealso:
+  - module: stagehand.deploy.release
+  - module: stagehand.deploy.switch
+  - module: stagehand.deploy.delta
+"""
+
+EXAMPLES = r"""
+- name: Ship v1.4.0, stage it and switch to it in one call
+  stagehand.deploy.ship:
+    root: /srv/shop
+    release: v1.4.0
+    compose: "{{ composed }}"   # the result of stagehand.deploy.compose
+    manifests: ["~/.cache/stagehand/artifacts/shop/composes"]
+    shared: [.env, storage]
+    shared_dirs: [storage]
+    owner: deploy
+    group: deploy
+    app_user: www-data
+    app_group: www-data
+    migrations:
+      dir: migrations
+      database: shop
+    switch:
+      post_commands: [[systemctl, reload, php8.2-fpm]]
+      health_url: http://127.0.0.1/health
+    lock:
+      purpose: deploy v1.4.0
+    history:
+      action: deploy
+    report: true
+  register: shipped
+"""
+
+RETURN = r"""
+already_live:
+  description: True when the release was live with this compose id already (O(end_if_live)); nothing else was done.
+  returned: when O(end_if_live=true) and the release is live with the compose
+  type: bool
+  sample: true
+release:
+  description: The release.
+  returned: always
+  type: str
+  sample: v1.4.0
+compose_id:
+  description: The compose id.
+  returned: always
+  type: str
+  sample: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+sent:
+  description: What was sent to the host (set by the action plugin).
+  returned: always
+  type: dict
+  contains:
+    files:
+      description: Files in the delta archive.
+      type: int
+    bytes:
+      description: Their size, uncompressed.
+      type: int
+    archive_bytes:
+      description: The size of the delta archive.
+      type: int
+    manifest:
+      description: How the manifest went, V(kept) (the host had it), V(delta) or V(whole).
+      type: str
+    manifest_bytes:
+      description: Bytes of manifest (or manifest delta) sent.
+      type: int
+  sample: {files: 1, bytes: 1893, archive_bytes: 1120, manifest: delta, manifest_bytes: 612}
+staged:
+  description: The result of staging the release (as M(stagehand.deploy.release) returns it), or null when refused before.
+  returned: always
+  type: dict
+  sample: {path: /srv/shop/releases/v1.4.0, status: complete, linked: 9999, copied: 1, changed: true}
+needs_migrate:
+  description: True when the release has migrations to apply (or the record cannot say); nothing was switched.
+  returned: always
+  type: bool
+  sample: false
+pending_migrations:
+  description: The migration ids of the release the record does not list as applied.
+  returned: always
+  type: list
+  elements: str
+  sample: [20261122_add_orders_index]
+switched:
+  description: True when C(current) now points at the release and did not before.
+  returned: always
+  type: bool
+  sample: true
+previous:
+  description: The release live before the call.
+  returned: always
+  type: str
+  sample: v1.3.2
+current:
+  description: The release live after the call.
+  returned: always
+  type: str
+  sample: v1.4.0
+health:
+  description: The health check result, as M(stagehand.deploy.switch) returns it; null without one.
+  returned: always
+  type: dict
+  sample: {ok: true, attempts: 1, elapsed: 0.02, status: 200, release: v1.4.0}
+history:
+  description: The history line appended, or null.
+  returned: always
+  type: dict
+  sample: {action: deploy, release: v1.4.0, previous: v1.3.2, outcome: success}
+phases:
+  description: Seconds per phase on the host (V(check), V(stage), V(migrations)).
+  returned: always
+  type: dict
+  sample: {check: 0.02, stage: 0.41}
+failed_phase:
+  description: The phase that failed (V(lock), V(check), V(stage), V(switch)); null on success.
+  returned: always
+  type: str
+  sample: null
+manifest:
+  description: The path of the rebuilt manifest on the host.
+  returned: always
+  type: str
+  sample: /root/.ansible/tmp/ansible-tmp-1/manifest.json
+signature:
+  description: The verified signature (fingerprint, identity), or null without O(allowed_signers).
+  returned: always
+  type: dict
+  sample: {fingerprint: 'SHA256:3Zr...', identity: deploy}
+platform:
+  description: The platform check (version, missing), or null without requirements.
+  returned: always
+  type: dict
+  sample: {version: 8.2.26, missing: []}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stagehand.deploy.plugins.module_utils._ship import ShipError, run
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type='path', required=True),
+            release=dict(type='str', required=True),
+            compose=dict(type='dict', required=True, options=dict(
+                compose_id=dict(type='str', required=True),
+                manifest=dict(type='path'),
+                artifact=dict(type='path'),
+                signature=dict(type='path'),
+            )),
+            held=dict(type='dict'),
+            end_if_live=dict(type='bool', default=True),
+            manifests=dict(type='list', elements='path', default=[]),
+            upload=dict(type='dict', options=dict(
+                archive=dict(type='path'),
+                manifest=dict(type='path', required=True),
+                manifest_delta=dict(type='path'),
+            )),
+            shared=dict(type='list', elements='str', default=[]),
+            shared_dirs=dict(type='list', elements='str', default=[]),
+            owner=dict(type='str'),
+            group=dict(type='str'),
+            app_user=dict(type='str'),
+            app_group=dict(type='str'),
+            env_file=dict(type='dict', no_log=False, options=dict(
+                content=dict(type='str', required=True, no_log=True),
+                group=dict(type='str'),
+                mode=dict(type='str', default='0640'),
+            )),
+            platform=dict(type='dict', options=dict(
+                php=dict(type='list', elements='str', default=[]),
+                extensions=dict(type='list', elements='str', default=[]),
+                binary=dict(type='str', default='php-fpm'),
+            )),
+            allowed_signers=dict(type='path'),
+            identity=dict(type='str', default='deploy'),
+            migrations=dict(type='dict', options=dict(
+                dir=dict(type='str', required=True),
+                database=dict(type='str'),
+            )),
+            switch=dict(type='dict', options=dict(
+                post_commands=dict(type='list', elements='raw', default=[]),
+                health_url=dict(type='str'),
+                health_release_header=dict(type='str', default='X-Release'),
+                health_timeout=dict(type='float', default=10.0),
+            )),
+            lock=dict(type='dict', options=dict(
+                owner=dict(type='str'),
+                controller=dict(type='str'),
+                pid=dict(type='int'),
+                purpose=dict(type='str'),
+                ttl=dict(type='int', default=3600),
+            )),
+            history=dict(type='dict', options=dict(
+                action=dict(type='str', choices=['deploy'], default='deploy'),
+                user=dict(type='str'),
+                controller=dict(type='str'),
+                start=dict(type='str'),
+                phases=dict(type='dict'),
+            )),
+            report=dict(type='bool', default=False),
+        ),
+        supports_check_mode=False,
+    )
+    params = dict(module.params)
+    if params['upload'] is None:
+        module.fail_json(msg='upload is set by the action plugin of stagehand.deploy.ship; run the module through it')
+    params['compose_id'] = params['compose']['compose_id']
+
+    def run_command(argv):
+        return module.run_command(argv, check_rc=False, expand_user_and_vars=False, handle_exceptions=False)
+
+    try:
+        result = run(params, run_command=run_command)
+    except ShipError as exc:
+        failed = dict(exc.result)
+        for warning in failed.pop('warnings', []):
+            module.warn(warning)
+        module.fail_json(msg=exc.msg, **failed)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

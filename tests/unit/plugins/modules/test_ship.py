@@ -1,0 +1,161 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ship module (the deploy role's fast path): what the host holds, one-call stage and switch, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, parse_held
+from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _ship
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
+
+V2 = changed(APP, {'app/f007.php': b'<?php // changed in v2'})
+
+
+def held_of(root):
+    """What the action plugin learns of a host: its shell query, run here with sh."""
+    out = subprocess.run(['sh', '-c', held_query(root)], check=True, capture_output=True, text=True).stdout
+    return parse_held(out)
+
+
+def ship(tmp_path, compose, root, **params):
+    """Do what the action plugin does (delta on the 'controller', upload), then run the host side."""
+    held = held_of(root)
+    out = tmp_path / ('out-' + compose['id'][7:19])
+    upload = tmp_path / ('upload-' + compose['id'][7:19])
+    out.mkdir(exist_ok=True)
+    upload.mkdir(exist_ok=True)
+    made = _delta.create(compose['manifest'], compose['artifact'], str(out), have=held['releases'],
+                         manifests=[os.path.dirname(compose['dir'])], host_composes=held['composes'], shared=['storage'])
+    files = {'manifest': str(upload / 'manifest.json')}
+    if made['archive']:
+        os.rename(made['archive'], str(upload / 'delta.tar.gz'))
+        files['archive'] = str(upload / 'delta.tar.gz')
+    if compose['id'] not in held['composes']:
+        if made['manifest_delta']:
+            os.rename(made['manifest_delta'], str(upload / 'manifest-delta.json'))
+            files['manifest_delta'] = str(upload / 'manifest-delta.json')
+        else:
+            with open(compose['manifest'], 'rb') as src, open(files['manifest'], 'wb') as dst:
+                dst.write(src.read())
+    args = {'root': root, 'release': params.pop('release'), 'compose_id': compose['id'], 'upload': files, 'shared': ['storage'],
+            'shared_dirs': ['storage'], 'switch': {'post_commands': []}, 'lock': {'owner': 'alice', 'controller': 'laptop', 'purpose': 'test'},
+            'history': {'action': 'deploy', 'user': 'alice', 'controller': 'laptop', 'start': '2026-11-22T10:00:00Z'}}
+    args.update(params)
+    return made, _ship.run(args)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / 'store')
+
+
+@pytest.fixture
+def root(tmp_path):
+    path = tmp_path / 'srv'
+    path.mkdir()
+    return str(path)
+
+
+def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_path):
+    assert held_of(root) == {'live': None, 'releases': [], 'composes': []}
+    assert parse_held('releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--end\r\n') == {'live': 'v1', 'releases': [], 'composes': []}
+    v1 = store.compose('v1', APP)
+    ship(tmp_path, v1, root, release='v1')
+    held = held_of(root)
+    assert held['live'] == 'v1'
+    assert held['composes'] == [v1['id']]
+    assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'releases': [], 'composes': []}
+
+
+def test_second_deploy_sends_one_file_hardlinks_the_rest_and_switches(store, root, tmp_path):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    first, result = ship(tmp_path, v1, root, release='v1')
+    assert first['files'] == len([p for p in APP if not p.startswith('storage/')])
+    assert result['switched'] and result['current'] == 'v1' and result['previous'] is None
+
+    made, result = ship(tmp_path, v2, root, release='v2')
+    assert made['files'] == 1 and made['paths'] == ['app/f007.php']
+    assert made['manifest_delta'] is not None  # the manifest went as a delta against v1's
+    assert result['switched'] and (result['previous'], result['current']) == ('v1', 'v2')
+    assert result['staged']['copied'] == 1 and result['staged']['linked'] == first['files'] - 1
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v2'
+    same = os.path.join('app', 'f001.php')
+    assert os.stat(os.path.join(root, 'releases', 'v1', same)).st_ino == os.stat(os.path.join(root, 'releases', 'v2', same)).st_ino
+    # the tree manifest is a reference to the kept compose manifest, not a second copy of it
+    with open(os.path.join(root, '.stagehand', 'manifests', 'v2.json'), encoding='utf-8') as handle:
+        ref = json.load(handle)
+    assert ref['derived'] is True and ref['source_digest'] == v2['id'] and 'entries' not in ref
+    with open(os.path.join(root, '.stagehand', 'history.jsonl'), encoding='utf-8') as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [(line['release'], line['previous'], line['outcome']) for line in lines] == [('v1', None, 'success'), ('v2', 'v1', 'success')]
+    assert set(lines[1]['phases']) >= {'check', 'stage', 'switch'}
+    assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
+
+
+def test_pending_migrations_stage_without_switching(store, root, tmp_path):
+    v1 = store.compose('v1', APP)
+    ship(tmp_path, v1, root, release='v1')
+    with open(os.path.join(root, '.stagehand', 'migrations.json'), 'w', encoding='utf-8') as handle:
+        json.dump({'database': 'shop', 'applied': []}, handle)
+    v2 = store.compose('v2', changed(APP, {'migrations/0001_orders.up.sql': b'CREATE TABLE orders (id INT);\n',
+                                           'migrations/0001_orders.down.sql': b'DROP TABLE orders;\n'}))
+    _made, result = ship(tmp_path, v2, root, release='v2', migrations={'dir': 'migrations', 'database': 'shop'})
+    assert result['needs_migrate'] and result['pending_migrations'] == ['0001_orders']
+    assert not result['switched'] and os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+    assert result['staged']['status'] == 'complete'
+    assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
+
+
+def test_a_held_lock_refuses_and_changes_nothing(store, root, tmp_path, snapshot):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    ship(tmp_path, v1, root, release='v1')
+    other = _lock.acquire(root, owner='bob', controller='other', purpose='by hand')
+    before = snapshot(root)
+    with pytest.raises(_ship.ShipError) as caught:
+        ship(tmp_path, v2, root, release='v2')
+    assert 'bob' in caught.value.msg and caught.value.result['failed_phase'] == 'lock'
+    assert caught.value.result['history']['outcome'] == 'refused'
+    history = os.path.join(root, '.stagehand', 'history.jsonl')
+    assert {k: v for k, v in snapshot(root).items() if k != '.stagehand/history.jsonl'} == {
+        k: v for k, v in before.items() if k != '.stagehand/history.jsonl'}
+    with open(history, encoding='utf-8') as handle:
+        assert json.loads(handle.readlines()[-1])['outcome'] == 'refused'
+    _lock.release(root, token=other['token'])
+
+
+def test_bad_arguments_are_refused_before_anything_is_read(root):
+    with pytest.raises(_ship.ShipError, match='not a valid release name|release name'):
+        _ship.run({'root': root, 'release': '../x', 'compose_id': 'sha256:' + '0' * 64, 'upload': {'manifest': '/nonexistent'}})
+    with pytest.raises(_ship.ShipError, match='shared_dirs'):
+        _ship.run({'root': root, 'release': 'v1', 'compose_id': 'sha256:' + '0' * 64, 'upload': {'manifest': '/x'}, 'shared_dirs': ['../etc']})
+    assert os.listdir(root) == []
+
+
+def test_the_artifact_index_serves_the_second_delta(store, tmp_path):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    held = [{'manifest_digest': v1['id'], 'status': 'complete', 'shared': ['storage']}]
+    outs = []
+    for n in range(2):
+        out = tmp_path / ('idx%d' % n)
+        out.mkdir()
+        outs.append(_delta.create(v2['manifest'], v2['artifact'], str(out), have=held, manifests=[store.composes],
+                                  host_composes=[v1['id']], shared=['storage']))
+        assert os.path.isfile(_delta.index_path(v2['artifact']))
+    with open(outs[0]['archive'], 'rb') as a, open(outs[1]['archive'], 'rb') as b:
+        assert a.read() == b.read()
+    # a stale index (the artifact replaced) is not trusted: the full scan decides
+    with open(_delta.index_path(v2['artifact']), 'w', encoding='utf-8') as handle:
+        json.dump({'format': _delta.INDEX_FORMAT, 'artifact': [0, 0], 'members': {}}, handle)
+    out = tmp_path / 'idx-stale'
+    out.mkdir()
+    again = _delta.create(v2['manifest'], v2['artifact'], str(out), have=held, manifests=[store.composes], host_composes=[v1['id']],
+                          shared=['storage'])
+    assert again['files'] == 1
