@@ -17,6 +17,7 @@ import os
 import shlex
 import shutil
 import tempfile
+import time
 import typing as t
 
 from ansible.errors import AnsibleActionFail
@@ -58,27 +59,32 @@ def parse_held(output: str) -> dict[str, t.Any]:
         if isinstance(meta, dict) and isinstance(meta.get('name'), str):
             releases.append({'name': meta['name'], 'status': meta.get('status'), 'manifest_digest': meta.get('manifest_digest'),
                              'shared': meta.get('shared') or [], 'live': meta['name'] == live})
-    composes = sorted('sha256:' + name[:-len('.json')] for name in listing.split()
-                      if name.endswith('.json') and len(name) == 69 and all(c in '0123456789abcdef' for c in name[:64]))
+    # <hex>.json (kept whole) or <hex>.delta.json (kept as a delta against another kept compose)
+    composes = sorted({'sha256:' + name[:64] for name in listing.split()
+                       if name[64:] in ('.json', '.delta.json') and all(c in '0123456789abcdef' for c in name[:64])})
     return {'live': live, 'releases': releases, 'composes': composes}
 
 
 display = Display()
 
 
-def sent_summary(shipment: t.Mapping[str, t.Any], kept: bool) -> dict[str, t.Any]:
-    """What went to the host, for RV(sent) and the report line."""
+def sent_summary(shipment: t.Mapping[str, t.Any], kept: bool, seconds: float) -> dict[str, t.Any]:
+    """What went to the host, for RV(sent), the report line and the history line (``seconds``: the ship phase)."""
     how = 'kept' if kept else ('delta' if shipment.get('manifest_delta') else 'whole')
-    return {'files': shipment.get('files', 0), 'bytes': shipment.get('bytes', 0), 'archive_bytes': shipment.get('archive_bytes', 0),
-            'manifest': how, 'manifest_bytes': 0 if kept else shipment.get('manifest_bytes', 0)}
+    return {'files': shipment.get('files', 0), 'total_files': shipment.get('total_files', 0), 'bytes': shipment.get('bytes', 0),
+            'archive_bytes': shipment.get('archive_bytes', 0), 'manifest': how,
+            'manifest_bytes': 0 if kept else shipment.get('manifest_bytes', 0),
+            'manifest_delta_entries': shipment.get('manifest_delta_entries'), 'base': shipment.get('base'), 'seconds': round(seconds, 3)}
 
 
 def report_line(result: t.Mapping[str, t.Any], host: str) -> str:
-    """One line: what was sent, what went live, the health check, the phases."""
+    """One line, the ship phase's report followed by what went live, the health check and the phases."""
     sent = result.get('sent') or {}
-    line = '%s file(s) sent (%s bytes, %s compressed), manifest %s; ' % (
-        sent.get('files', 0), sent.get('bytes', 0), sent.get('archive_bytes', 0),
-        {'kept': 'kept on the host', 'delta': 'as a delta', 'whole': 'in full'}.get(sent.get('manifest'), sent.get('manifest')))
+    how = {'kept': 'kept on the host', 'whole': 'in full'}.get(
+        sent.get('manifest'), 'as a delta of %s entries against %s' % (sent.get('manifest_delta_entries'), sent.get('base')))
+    line = '%s file(s) of %s sent (%s bytes, %s compressed); manifest %s (%s bytes); ' % (
+        sent.get('files', 0), sent.get('total_files', 0), sent.get('bytes', 0), sent.get('archive_bytes', 0), how,
+        sent.get('manifest_bytes', 0))
     if result.get('needs_migrate'):
         return line + '%s staged on %s, not switched: %s.' % (result.get('release'), host, result.get('needs_migrate_reason'))
     if result.get('switched'):
@@ -92,7 +98,7 @@ def report_line(result: t.Mapping[str, t.Any], host: str) -> str:
         line += ' Health check: none;'
     history = result.get('history')
     phases = history.get('phases') if isinstance(history, dict) else result.get('phases')
-    return line + ' seconds per phase: %s' % (phases or {})
+    return line + ' seconds per phase: %s' % json.dumps(phases or {}, sort_keys=True, separators=(',', ':'))
 
 
 class ActionModule(ActionBase):
@@ -129,9 +135,9 @@ class ActionModule(ActionBase):
                 and r.get('manifest_digest') == compose['compose_id'] for r in held.get('releases') or []):
             result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
                           switched=False, needs_migrate=False, previous=args.get('release'), current=args.get('release'),
-                          sent={'files': 0, 'bytes': 0, 'archive_bytes': 0, 'manifest': 'kept', 'manifest_bytes': 0})
+                          sent=sent_summary({}, True, 0.0))
             if report:
-                display.display('%s (%s) is already live on %s: nothing was sent or changed.' % (
+                display.display('%s (%s) is already live on %s: nothing was built, sent or changed.' % (
                     args.get('release'), compose['compose_id'], (task_vars or {}).get('inventory_hostname')))
             return result
         composes = list(held.get('composes') or [])
@@ -140,6 +146,7 @@ class ActionModule(ActionBase):
         for key in ('artifact', 'manifest', 'signature'):
             if compose.get(key):
                 compose[key] = os.path.expanduser(str(compose[key]))
+        started = time.monotonic()
         work = tempfile.mkdtemp(prefix='stagehand-ship-')
         try:
             try:
@@ -174,14 +181,19 @@ class ActionModule(ActionBase):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+        sent = sent_summary(shipment, kept, time.monotonic() - started)
         module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live')}
         module_args['compose'] = {k: compose.get(k) for k in ('compose_id', 'manifest', 'artifact', 'signature')}
         module_args['upload'] = upload
+        if isinstance(module_args.get('history'), dict):
+            history = dict(module_args['history'])
+            history['phases'] = dict(history.get('phases') or {}, ship=sent['seconds'])
+            module_args['history'] = history
         if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
             module_args = fill_controller_args(module_args, controller_facts())
         result.update(self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars))
         self._remove_tmp_path(remote_tmp)
-        result['sent'] = sent_summary(shipment, kept)
+        result['sent'] = sent
         if report and not result.get('failed'):
             host = (task_vars or {}).get('inventory_hostname') or self._play_context.remote_addr
             display.display(report_line(result, str(host)))

@@ -23,9 +23,17 @@ Host side (:func:`rebuild`): rebuild ``manifest.json`` from the manifest
 delta and the base (or take a fully uploaded one, or the host's own copy when
 nothing had to be sent), check that its digest is the compose id and its bytes
 the ones the controller had (so a signature over ``manifest.json`` still
-verifies), write it atomically, and keep a copy (and its ``.sig``) in
-``<root>/.stagehand/composes/<hex>.json``: the base of the next deploy's
-manifest delta. Copies no release or slot refers to any more are pruned there.
+verifies), write it atomically, and keep it (and its ``.sig``) in
+``<root>/.stagehand/composes/``: the base of the next deploy's manifest delta.
+A compose is kept in one of two forms (see :func:`load_kept`):
+
+* ``<hex>.json``: the exact bytes of its ``manifest.json``;
+* ``<hex>.delta.json``: the manifest delta it was rebuilt from (a few hundred
+  bytes instead of megabytes), when the base of that delta is kept too and
+  its chain of deltas is shorter than :data:`MAX_CHAIN_DEPTH`.
+
+The signature stays ``<hex>.json.sig`` either way. Composes no release or
+slot refers to, and that no kept delta needs as a base, are pruned there.
 
 What a host "has" is the content of the regular files of its complete
 releases and slots, as described by their compose manifests with the shared
@@ -42,6 +50,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import typing as t
@@ -59,6 +68,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     ManifestError,
     _TarReader,
     load_manifest_document,
+    load_manifest_with_digest,
     manifest_from_json,
     manifest_from_tar,
     normalize_member_name,
@@ -81,7 +91,14 @@ MANIFEST_FILE = 'manifest.json'
 RELEASE_DEPTH = 2
 DOC_KEYS = ('version', 'digest', 'entries')
 _COMPOSE_ID_RE = re.compile(r'\Asha256:([0-9a-f]{64})\Z')
-_STORED_RE = re.compile(r'\A([0-9a-f]{64})\.json\Z')
+FULL_SUFFIX = '.json'
+KEPT_DELTA_SUFFIX = '.delta.json'
+_STORED_RE = re.compile(r'\A([0-9a-f]{64})(\.json|\.delta\.json)\Z')
+# a compose kept as a delta whose base chain is this deep already is kept in full instead: chains stay short
+MAX_CHAIN_DEPTH = 8
+# reading gives up beyond this (a hand-made loop or an absurd chain): the compose counts as not kept
+_MAX_READ_DEPTH = 64
+_KEPT_CACHE_SIZE = MAX_CHAIN_DEPTH + 4  # a whole chain, and a few more
 INDEX_SUFFIX = '.index.json'
 INDEX_FORMAT = 'stagehand-artifact-index-1'
 _DELTA_KEYS = {'format', 'version', 'base', 'digest', 'sha256', 'size', 'document', 'set', 'remove'}
@@ -106,22 +123,39 @@ def compose_hex(compose_id: object, what: str = 'compose id') -> str:
 
 
 def composes_dir(droot: DeployRoot) -> str:
-    """``<root>/.stagehand/composes``: the host's copies of compose manifests (``<hex>.json`` and ``<hex>.json.sig``)."""
+    """``<root>/.stagehand/composes``: the composes the host keeps (``<hex>.json`` or ``<hex>.delta.json``, and ``<hex>.json.sig``)."""
     return os.path.join(droot.state_dir, COMPOSES_DIR)
 
 
 def stored_manifest_path(droot: DeployRoot, compose_id: str) -> str:
-    """Where the host keeps the ``manifest.json`` of ``compose_id``."""
-    return os.path.join(composes_dir(droot), compose_hex(compose_id) + '.json')
+    """``<hex>.json``: where the host keeps the full ``manifest.json`` of ``compose_id`` (if kept in full; see :func:`load_kept`).
+
+    Its signature is ``<hex>.json.sig`` whatever form the compose is kept in.
+    """
+    return os.path.join(composes_dir(droot), compose_hex(compose_id) + FULL_SUFFIX)
 
 
-def stored_composes(droot: DeployRoot) -> list[str]:
-    """Compose ids whose manifest the host keeps, sorted."""
+def stored_delta_path(droot: DeployRoot, compose_id: str) -> str:
+    """``<hex>.delta.json``: where the host keeps ``compose_id`` as the manifest delta it was rebuilt from."""
+    return os.path.join(composes_dir(droot), compose_hex(compose_id) + KEPT_DELTA_SUFFIX)
+
+
+def _stored_ids(droot: DeployRoot) -> list[str]:
+    """Compose ids with a file of either form in the composes directory, usable or not, sorted."""
     try:
         names = os.listdir(composes_dir(droot))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted('sha256:' + m.group(1) for m in (_STORED_RE.match(n) for n in names) if m)
+    return sorted({'sha256:' + m.group(1) for m in (_STORED_RE.match(n) for n in names) if m})
+
+
+def stored_composes(droot: DeployRoot) -> list[str]:
+    """Compose ids the host keeps (in either form), sorted.
+
+    A compose kept as a delta whose chain of bases is broken (see :func:`is_kept`) is left out: it
+    counts as not kept, so the controller ships its full manifest, which repairs it.
+    """
+    return [compose_id for compose_id in _stored_ids(droot) if is_kept(droot, compose_id)]
 
 
 def referenced_composes(droot: DeployRoot) -> set[str]:
@@ -207,7 +241,18 @@ def check_manifest_delta(delta: object, source: str = 'manifest delta') -> dict[
 
 def apply_manifest_delta(base: Manifest, delta: object) -> bytes:
     """The exact ``manifest.json`` bytes described by ``delta`` applied to ``base`` (checked by digest and sha256)."""
+    return _apply_manifest_delta(base, delta)[1]
+
+
+def _apply_manifest_delta(base: Manifest, delta: object) -> tuple[Manifest, bytes]:
+    """:func:`apply_manifest_delta`, also returning the manifest (trusted: see the comment in :func:`_apply_entries`)."""
     delta = check_manifest_delta(delta)
+    manifest = _apply_entries(base, delta)
+    return manifest, _delta_bytes(manifest, delta)
+
+
+def _apply_entries(base: Manifest, delta: t.Mapping[str, t.Any]) -> Manifest:
+    """The manifest of a checked ``delta`` applied to ``base``, checked by digest (not the bytes: :func:`_delta_bytes`)."""
     if base.digest != delta['base']:
         raise DeltaError('the manifest delta is against %s, but the base manifest given is %s' % (delta['base'], base.digest))
     by_path = _entry_map(base)
@@ -225,11 +270,207 @@ def apply_manifest_delta(base: Manifest, delta: object) -> bytes:
     manifest = Manifest.trusted(by_path)
     if manifest.digest != delta['digest']:
         raise DeltaError('the manifest rebuilt from the delta has digest %s, expected %s' % (manifest.digest, delta['digest']))
+    return manifest
+
+
+def _delta_bytes(manifest: Manifest, delta: t.Mapping[str, t.Any]) -> bytes:
+    """The ``manifest.json`` bytes of ``manifest`` (from :func:`_apply_entries`), checked against the sha256 and size of ``delta``."""
     data = dump_json(manifest.to_json(**delta['document']))
     if (sha256_bytes(data), len(data)) != (delta['sha256'], delta['size']):
         raise DeltaError('the manifest.json rebuilt from the delta (%d bytes, sha256 %s) is not the file the controller has (%d bytes, sha256 %s)'
                          % (len(data), sha256_bytes(data), delta['size'], delta['sha256']))
     return data
+
+
+# -- the composes the host keeps ----------------------------------------------------------------
+_FileKey = t.Tuple[str, int, int, int, int]
+
+
+class _Kept:
+    """A kept compose, resolved: its manifest, what was read for it, and its exact ``manifest.json`` bytes (:meth:`data`)."""
+
+    __slots__ = ('manifest', 'depth', 'chain', 'ids', '_delta', '_data')
+
+    def __init__(self, manifest: Manifest, depth: int, chain: tuple[_FileKey, ...], ids: tuple[str, ...],
+                 delta: t.Mapping[str, t.Any] | None = None, data: bytes | None = None) -> None:
+        self.manifest = manifest
+        self.depth = depth  # 0: kept in full; n: a manifest delta over a compose of depth n - 1
+        self.chain = chain  # (path, dev, inode, size, mtime) of every file read, this compose's first
+        self.ids = ids  # the compose ids of the chain, this one first
+        self._delta = delta
+        self._data = data
+
+    def data(self) -> bytes:
+        """The exact ``manifest.json`` bytes; made (and checked) on first use only, so the bases of a chain cost no dump."""
+        if self._data is None:
+            if self._delta is None:
+                raise DeltaError('the kept compose %s has no bytes' % self.ids[0])
+            try:
+                self._data = _delta_bytes(self.manifest, self._delta)
+            except DeltaError as exc:
+                raise DeltaError('the kept manifest delta %s: %s' % (self.chain[0][0], exc.msg)) from None
+        return self._data
+
+
+# per process: a deploy reads the same kept composes several times (rebuild, staging, the tree manifests)
+_KEPT: dict[str, _Kept] = {}
+
+
+def _file_key(path: str) -> _FileKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember_kept(kept: _Kept) -> None:
+    _KEPT.pop(kept.chain[0][0], None)
+    while len(_KEPT) >= _KEPT_CACHE_SIZE:  # kept manifests can be large: only the last few
+        del _KEPT[next(iter(_KEPT))]
+    _KEPT[kept.chain[0][0]] = kept
+
+
+def _trusted_manifest(raw: bytes, path: str) -> Manifest:
+    """The manifest of a full kept copy: validated when it was written (:func:`rebuild`), so its digest is what is checked."""
+    try:
+        doc = json.loads(raw.decode('utf-8'))
+    except ValueError as exc:
+        raise DeltaError('the kept manifest %s is not JSON: %s' % (path, exc)) from None
+    entries = doc.get('entries') if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
+        raise DeltaError('the kept manifest %s is not a manifest (a JSON object with an "entries" list of objects with a "path")' % path)
+    return Manifest.trusted({e['path']: e for e in entries})
+
+
+def _read_kept_delta(path: str) -> dict[str, t.Any]:
+    """A kept (or fetched) manifest delta document, checked for shape."""
+    try:
+        doc = json.loads(_read_bytes(path).decode('utf-8'))
+    except OSError as exc:
+        raise DeltaError('cannot read the kept manifest delta %s: %s' % (path, exc.strerror or exc)) from None
+    except ValueError as exc:
+        raise DeltaError('the kept manifest delta %s is not JSON: %s' % (path, exc)) from None
+    return check_manifest_delta(doc, 'the kept manifest delta %s' % path)
+
+
+def _kept_delta_base(path: str) -> str | None:
+    """The base of the manifest delta kept at ``path``; None when there is none (or it is not a manifest delta)."""
+    try:
+        return t.cast(str, _read_kept_delta(path)['base'])
+    except DeltaError:
+        return None
+
+
+def _read_kept(directory: str, compose_id: str, path: str, key: _FileKey, seen: tuple[str, ...]) -> _Kept:
+    cached = _KEPT.get(path)
+    if cached is not None and cached.chain[0] == key:
+        if len(cached.ids) == 1:
+            return cached
+        base = _resolve_kept(directory, cached.ids[1], seen + (compose_id,))
+        if base.chain == cached.chain[1:]:
+            return cached
+    if path.endswith(KEPT_DELTA_SUFFIX):
+        delta = _read_kept_delta(path)
+        if delta['digest'] != compose_id:
+            raise DeltaError('the kept manifest delta %s describes %s, not %s' % (path, delta['digest'], compose_id))
+        try:
+            base = _resolve_kept(directory, delta['base'], seen + (compose_id,))
+        except DeltaError as exc:
+            raise DeltaError('the base %s of the kept manifest delta %s is not usable: %s' % (delta['base'], path, exc.msg)) from None
+        try:
+            manifest = _apply_entries(base.manifest, delta)
+        except DeltaError as exc:
+            raise DeltaError('the kept manifest delta %s does not apply to its base %s: %s' % (path, delta['base'], exc.msg)) from None
+        kept = _Kept(manifest, base.depth + 1, (key,) + base.chain, (compose_id,) + base.ids, delta=delta)
+    else:
+        try:
+            raw = _read_bytes(path)
+        except OSError as exc:
+            raise DeltaError('cannot read the kept manifest %s: %s' % (path, exc.strerror or exc)) from None
+        manifest = _trusted_manifest(raw, path)
+        if manifest.digest != compose_id:
+            raise DeltaError('the kept manifest %s has digest %s, not %s' % (path, manifest.digest, compose_id))
+        kept = _Kept(manifest, 0, (key,), (compose_id,), data=raw)
+    _remember_kept(kept)
+    return kept
+
+
+def _resolve_kept(directory: str, compose_id: str, seen: tuple[str, ...] = ()) -> _Kept:
+    """The compose ``compose_id`` kept in ``directory`` (either form); :class:`DeltaError` saying why when it is not usable."""
+    hexd = compose_hex(compose_id)
+    if compose_id in seen:
+        raise DeltaError('the kept manifest deltas form a loop: %s' % ' -> '.join(seen + (compose_id,)))
+    if len(seen) >= _MAX_READ_DEPTH:
+        raise DeltaError('the chain of kept manifest deltas from %s is longer than %d' % (seen[0], _MAX_READ_DEPTH))
+    problems = []
+    for suffix in (FULL_SUFFIX, KEPT_DELTA_SUFFIX):  # both exist only after a crash between writing one and removing the other
+        path = os.path.join(directory, hexd + suffix)
+        key = _file_key(path)
+        if key is None:
+            continue
+        try:
+            return _read_kept(directory, compose_id, path, key, seen)
+        except DeltaError as exc:
+            problems.append(exc.msg)
+    if not problems:
+        raise DeltaError('this host does not keep %s (neither %s nor %s is in %s)'
+                         % (compose_id, hexd + FULL_SUFFIX, hexd + KEPT_DELTA_SUFFIX, directory))
+    raise DeltaError('; '.join(problems))
+
+
+def load_kept(droot: DeployRoot, compose_id: str) -> tuple[Manifest, bytes] | None:
+    """The manifest and exact ``manifest.json`` bytes of a compose the host keeps; None when it keeps none usable.
+
+    A compose kept as ``<hex>.delta.json`` is rebuilt from its base (itself kept in either form),
+    checked by digest and sha256 at every step of the chain. Results are cached for this process
+    while the files read for them are unchanged (same inode, size and mtime). A missing or broken
+    chain gives None: the compose counts as not kept.
+    """
+    try:
+        kept = _resolve_kept(composes_dir(droot), compose_id)
+        return kept.manifest, kept.data()
+    except (DeltaError, RecursionError):
+        return None
+
+
+def is_kept(droot: DeployRoot, compose_id: str) -> bool:
+    """True when the host keeps ``compose_id``: in full, or as manifest deltas down to a compose kept in full.
+
+    Cheaper than :func:`load_kept`: only the (small) kept deltas are read, not the manifests.
+    """
+    directory = composes_dir(droot)
+    seen: set[str] = set()
+    current = compose_id
+    while len(seen) < _MAX_READ_DEPTH:
+        try:
+            hexd = compose_hex(current)
+        except DeltaError:
+            return False
+        if os.path.isfile(os.path.join(directory, hexd + FULL_SUFFIX)):
+            return True
+        base = _kept_delta_base(os.path.join(directory, hexd + KEPT_DELTA_SUFFIX))
+        if base is None or base in seen or base == current:
+            return False
+        seen.add(current)
+        current = base
+    return False
+
+
+def kept_chain(droot: DeployRoot, compose_id: str) -> list[str]:
+    """``compose_id`` and the bases its kept manifest deltas need, in order (as far as the kept files go)."""
+    chain = [compose_id]
+    while len(chain) <= _MAX_READ_DEPTH:
+        try:
+            base = _kept_delta_base(stored_delta_path(droot, chain[-1]))
+        except DeltaError:  # not a compose id
+            break
+        if base is None or base in chain:
+            break
+        chain.append(base)
+    return chain
 
 
 # -- what the host has ------------------------------------------------------------------------
@@ -242,15 +483,37 @@ def _find_manifest(compose_id: str, dirs: t.Sequence[str]) -> str | None:
     return None
 
 
-def _load_known(compose_id: str, dirs: t.Sequence[str]) -> Manifest | None:
+def _load_known(compose_id: str, dirs: t.Sequence[str], depth: int = 0) -> Manifest | None:
     path = _find_manifest(compose_id, dirs)
     if path is None:
+        return _load_known_delta(compose_id, dirs, depth)
+    # named by its digest: only the digest is checked (what the host holds only decides what is sent,
+    # and the host checks every file it stages against the manifest it rebuilds)
+    return load_manifest_with_digest(path, compose_id)
+
+
+def _load_known_delta(compose_id: str, dirs: t.Sequence[str], depth: int) -> Manifest | None:
+    """A compose known as ``<dir>/<hex>.delta.json`` (fetched from a host that keeps it so), applied to its base found the same way."""
+    if depth >= _MAX_READ_DEPTH:
         return None
-    try:
-        manifest = load_manifest_document(path)[0]
-    except ManifestError:
-        return None
-    return manifest if manifest.digest == compose_id else None
+    hexd = compose_hex(compose_id)
+    for directory in dirs:
+        path = os.path.join(directory, hexd + KEPT_DELTA_SUFFIX)
+        if not os.path.isfile(path):
+            continue
+        try:
+            delta = _read_kept_delta(path)
+            if delta['digest'] != compose_id:
+                continue
+            base = _load_known(delta['base'], dirs, depth + 1)
+            if base is None:
+                continue
+            data = _apply_manifest_delta(base, delta)[1]
+            # it comes from a host: validated like any manifest read here
+            return manifest_from_json(json.loads(data.decode('utf-8')), 'manifest of %s rebuilt from %s' % (compose_id, path))
+        except (DeltaError, ManifestError, ValueError):
+            continue
+    return None
 
 
 def held_content(manifest: Manifest, shared: t.Sequence[str]) -> set[str]:
@@ -492,7 +755,8 @@ def create(
             new_probe = manifest_from_tar(artifact)
             return {'changed': True, 'compose_id': new_probe.digest, 'manifest': None, 'archive': None, 'archive_bytes': 0,
                     'empty': False, 'files': new_probe.files, 'bytes': new_probe.bytes, 'paths': [], 'manifest_delta': None,
-                    'base': None, 'manifest_entries': len(new_probe), 'manifest_delta_entries': None, 'manifest_bytes': 0,
+                    'base': None, 'manifest_entries': len(new_probe), 'total_files': new_probe.files, 'manifest_delta_entries': None,
+                    'manifest_bytes': 0,
                     'sent_bytes': 0, 'known': [], 'unknown': [], 'held': 0}
     try:
         new, new_doc = load_manifest_document(manifest_path)
@@ -584,6 +848,7 @@ def create(
         'manifest_delta': delta_path,
         'base': base_id,
         'manifest_entries': len(new),
+        'total_files': new.files,
         'manifest_delta_entries': (len(manifest_delta['set']) + len(manifest_delta['remove'])) if manifest_delta else None,
         'manifest_bytes': manifest_size,
         'sent_bytes': archive_size + manifest_size,
@@ -603,10 +868,25 @@ def _remove_quietly(path: str) -> bool:
 
 # -- host side: rebuild manifest.json ---------------------------------------------------------
 def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None, check_mode: bool = False) -> dict[str, t.Any]:
-    """Make ``dest`` the ``manifest.json`` of ``compose_id`` and keep a copy (and its signature) on the host."""
-    hexd = compose_hex(compose_id)
+    """Make ``dest`` the ``manifest.json`` of ``compose_id`` and keep the compose (and its signature) on the host.
+
+    The compose is kept as the manifest delta it was rebuilt from (``<hex>.delta.json``) when there
+    was one and the chain of its base is shorter than :data:`MAX_CHAIN_DEPTH`, else in full
+    (``<hex>.json``); a compose the host already keeps with the same bytes stays as it is.
+    """
+    compose_hex(compose_id)
     droot = DeployRoot(root)
-    stored = stored_manifest_path(droot, compose_id)
+    directory = composes_dir(droot)
+    full_path, kept_delta_path = stored_manifest_path(droot, compose_id), stored_delta_path(droot, compose_id)
+    kept: _Kept | None = None
+    kept_data: bytes | None = None
+    try:
+        kept = _resolve_kept(directory, compose_id)
+        kept_data = kept.data()
+    except DeltaError:
+        kept = None
+    delta: dict[str, t.Any] | None = None
+    base: _Kept | None = None
     if delta_path is not None:
         try:
             delta = json.loads(_read_bytes(delta_path).decode('utf-8'))
@@ -615,21 +895,20 @@ def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None
         delta = check_manifest_delta(delta, 'manifest delta %s' % delta_path)
         if delta['digest'] != compose_id:
             raise DeltaError('the manifest delta %s describes %s, not the compose %s' % (delta_path, delta['digest'], compose_id))
-        base_path = stored_manifest_path(droot, delta['base'])
         try:
-            base = load_manifest_document(base_path)[0]
-        except ManifestError as exc:
-            raise DeltaError('the base manifest of the delta (%s) is not usable on this host: %s' % (delta['base'], exc.msg)) from None
-        data = apply_manifest_delta(base, delta)
+            base = _resolve_kept(directory, delta['base'])
+        except DeltaError as exc:
+            raise DeltaError('the base manifest of the delta %s (%s) is not usable on this host: %s. Ship the full manifest of %s instead'
+                             % (delta_path, delta['base'], exc.msg, compose_id), base=delta['base']) from None
+        data = _apply_manifest_delta(base.manifest, delta)[1]
         source = 'delta'
     else:
         data_or_none = _read_if_exists(dest)
         source = 'upload'
-        kept = _read_if_exists(stored)
-        if kept is not None and (data_or_none is None or _digest_of(data_or_none) != compose_id):
-            data_or_none, source = kept, 'host'  # nothing uploaded (or a stale upload): the host's own copy
+        if kept_data is not None and (data_or_none is None or _digest_of(data_or_none) != compose_id):
+            data_or_none, source = kept_data, 'host'  # nothing uploaded (or a stale upload): the host's own copy
         if data_or_none is None:
-            raise DeltaError('neither %s nor a kept copy %s exists: ship the manifest of %s' % (dest, stored, compose_id))
+            raise DeltaError('neither %s nor a kept copy of %s (in %s) exists: ship the manifest of %s' % (dest, compose_id, directory, compose_id))
         data = data_or_none
     try:
         doc = json.loads(data.decode('utf-8'))
@@ -639,16 +918,29 @@ def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None
     if manifest.digest != compose_id:
         raise DeltaError('the manifest %s has digest %s, not the compose id %s' % (dest, manifest.digest, compose_id))
 
+    # how the host keeps it: as it is already; else as the delta (chains stay short); else in full
+    keep_bytes: bytes | None
+    if kept is not None and kept_data == data:
+        keep_path, keep_bytes = kept.chain[0][0], None
+    elif delta is not None and base is not None and kept is None and base.depth < MAX_CHAIN_DEPTH and compose_id not in base.ids:
+        keep_path, keep_bytes = kept_delta_path, dump_json(delta)
+    else:
+        keep_path, keep_bytes = full_path, data
+    other = full_path if keep_path == kept_delta_path else kept_delta_path
+
     changed = False
-    dest_sig, stored_sig = dest + SIG_SUFFIX, stored + SIG_SUFFIX
+    dest_sig, stored_sig = dest + SIG_SUFFIX, full_path + SIG_SUFFIX
     pruned: list[str] = []
     if not check_mode:
         if _read_if_exists(dest) != data:
             write_bytes_atomic(dest, data, 0o600)
             changed = True
-        os.makedirs(composes_dir(droot), 0o755, exist_ok=True)
-        if _read_if_exists(stored) != data:
-            write_bytes_atomic(stored, data, 0o644)
+        os.makedirs(directory, 0o755, exist_ok=True)
+        if keep_bytes is not None and _read_if_exists(keep_path) != keep_bytes:
+            write_bytes_atomic(keep_path, keep_bytes, 0o644)
+            changed = True
+        if _remove_quietly(other):  # one form per compose, removed once the other is written
+            fsync_dir(directory)
             changed = True
         sig = _read_if_exists(dest_sig)
         if sig is not None and _read_if_exists(stored_sig) != sig:
@@ -659,13 +951,21 @@ def rebuild(root: str, compose_id: str, dest: str, delta_path: str | None = None
             changed = True
         pruned = prune(droot, keep={compose_id})
         changed |= bool(pruned)
-        for written in (dest, stored):  # the release module reads them next, in the same run
-            remember_loaded(written, manifest, doc)
+        # the release module reads them next, in the same run
+        remember_loaded(dest, manifest, doc)
+        key = _file_key(keep_path)
+        if keep_bytes is not None and key is not None:
+            if keep_path == full_path:
+                remember_loaded(full_path, manifest, doc)
+                _remember_kept(_Kept(manifest, 0, (key,), (compose_id,), data=data))
+            elif base is not None and delta is not None:
+                _remember_kept(_Kept(manifest, base.depth + 1, (key,) + base.chain, (compose_id,) + base.ids, delta=delta, data=data))
     else:
-        changed = _read_if_exists(dest) != data or _read_if_exists(stored) != data
+        changed = (_read_if_exists(dest) != data or os.path.isfile(other)
+                   or (keep_bytes is not None and _read_if_exists(keep_path) != keep_bytes))
     signature = dest_sig if os.path.isfile(dest_sig) or (check_mode and os.path.isfile(stored_sig)) else None
     return {'changed': changed, 'compose_id': compose_id, 'path': dest, 'signature': signature, 'source': source,
-            'stored': os.path.join(composes_dir(droot), hexd + '.json'), 'files': manifest.files, 'bytes': manifest.bytes,
+            'stored': keep_path, 'files': manifest.files, 'bytes': manifest.bytes,
             'entries': len(manifest), 'pruned': pruned}
 
 
@@ -678,14 +978,20 @@ def _digest_of(data: bytes) -> str | None:
 
 
 def prune(droot: DeployRoot, keep: t.Iterable[str] = ()) -> list[str]:
-    """Remove the kept compose manifests no release or slot metadata refers to (except ``keep``); return their ids."""
-    wanted = referenced_composes(droot) | set(keep)
+    """Remove the kept composes no release or slot metadata refers to (except ``keep``); return their ids.
+
+    The bases the kept manifest deltas of those composes need (transitively) stay.
+    """
+    needed: set[str] = set()
+    for compose_id in referenced_composes(droot) | set(keep):
+        if compose_id not in needed:
+            needed.update(kept_chain(droot, compose_id))
     removed: list[str] = []
-    for compose_id in stored_composes(droot):
-        if compose_id in wanted:
+    for compose_id in _stored_ids(droot):
+        if compose_id in needed:
             continue
         path = stored_manifest_path(droot, compose_id)
-        for victim in (path + SIG_SUFFIX, path):
+        for victim in (path + SIG_SUFFIX, stored_delta_path(droot, compose_id), path):
             _remove_quietly(victim)
         removed.append(compose_id)
     if removed:

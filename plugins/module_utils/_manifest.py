@@ -339,6 +339,27 @@ def load_manifest_document(path: str) -> tuple[Manifest, dict[str, t.Any]]:
     return manifest, dict(doc)
 
 
+def load_manifest_with_digest(path: str, digest: str) -> Manifest | None:
+    """The manifest in ``path`` when its entries have exactly ``digest`` (a compose id), else None.
+
+    For manifests whose digest is known beforehand (an artifact store names each compose by it):
+    the entries are not validated one by one, only their digest is checked, which is several
+    times faster for 10,000 entries. Use :func:`load_manifest` for anything else.
+    """
+    try:
+        doc = read_json(path)
+    except (OSError, ValueError):
+        return None
+    entries = doc.get('entries') if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
+        return None
+    by_path = {e['path']: e for e in entries}
+    if len(by_path) != len(entries):
+        return None
+    manifest = Manifest.trusted(by_path)
+    return manifest if manifest.digest == digest else None
+
+
 def load_manifest(path: str) -> Manifest:
     """Read and validate a manifest file written by :func:`save_manifest` (or by hand in the same shape)."""
     return load_manifest_document(path)[0]

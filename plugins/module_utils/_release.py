@@ -51,6 +51,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     temp_name,
     write_json_atomic,
 )
+from ansible_collections.stagehand.deploy.plugins.module_utils._delta import is_kept, load_kept
 from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import (
     CHUNK_SIZE,
     TYPE_DIR,
@@ -84,7 +85,6 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     check_release_name,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
-    COMPOSES_DIR,
     MODE_SLOTS,
     STATUS_COMPLETE,
     STATUS_FAILED,
@@ -297,25 +297,22 @@ class LinkIndex:
 def save_tree_manifest(droot: DeployRoot, name: str, tree: Manifest, source: Manifest, shared: list[str]) -> None:
     """Write ``.stagehand/manifests/<name>.json``: the release tree (its source with the shared links).
 
-    When the host keeps the source (a compose manifest in ``.stagehand/composes/``, which stays
-    while a release refers to it) only a reference is written: the source digest, the shared
-    paths and the tree digest, a few hundred bytes instead of a second copy of a 10,000-entry
-    manifest. :func:`load_tree_manifest` rebuilds the tree and checks its digest.
+    When the host keeps the source (a compose in ``.stagehand/composes/``, in full or as a
+    manifest delta, which stays while a release refers to it) only a reference is written: the
+    source digest, the shared paths and the tree digest, a few hundred bytes instead of a second
+    copy of a 10,000-entry manifest. :func:`load_tree_manifest` rebuilds the tree and checks its digest.
     """
     path = release_manifest_path(droot, name)
-    if os.path.isfile(os.path.join(droot.state_dir, COMPOSES_DIR, source.digest.split(':', 1)[1] + '.json')):
+    if is_kept(droot, source.digest):
         write_json_atomic(path, {'version': 1, 'derived': True, 'digest': tree.digest, 'source_digest': source.digest, 'shared': shared})
     else:
         save_manifest(path, tree, source_digest=source.digest, shared=shared)
 
 
-def _kept_compose(path: str) -> Manifest:
-    """A compose manifest the host keeps: validated when it was written (rebuild), so only its digest is checked here."""
-    doc = read_json(path)
-    entries = doc.get('entries') if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
-        raise ManifestError('%s is not a manifest' % path, path)
-    return Manifest.trusted({e['path']: e for e in entries})
+def _kept_compose(state_dir: str, digest: str) -> Manifest | None:
+    """The manifest of a compose the host keeps (in either form, see :func:`_delta.load_kept`); None when it keeps none usable."""
+    kept = load_kept(DeployRoot(os.path.dirname(state_dir)), digest)
+    return kept[0] if kept is not None else None
 
 
 def load_tree_manifest(path: str) -> Manifest | None:
@@ -326,8 +323,9 @@ def load_tree_manifest(path: str) -> Manifest | None:
             digest, shared = doc.get('source_digest'), doc.get('shared')
             if not isinstance(digest, str) or not digest.startswith('sha256:') or not isinstance(shared, list):
                 return None
-            state_dir = os.path.dirname(os.path.dirname(path))
-            source = _kept_compose(os.path.join(state_dir, COMPOSES_DIR, digest.split(':', 1)[1] + '.json'))
+            source = _kept_compose(os.path.dirname(os.path.dirname(os.path.abspath(path))), digest)
+            if source is None:
+                return None
             tree = with_shared(source, shared, RELEASE_DEPTH) if shared else source
             return tree if source.digest == digest and tree.digest == doc.get('digest') else None
         return manifest_from_json(doc, 'manifest file %s' % path)

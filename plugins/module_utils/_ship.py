@@ -46,10 +46,20 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fs
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, account_id, check_release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import STATUS_FAILED, DeployRoot, format_utc
 
-PHASE_CHECK = 'check'
+# failed_phase names; the history line times the same steps as the deploy role's phases do
+# (lock, stage -- the checks included --, migrate, then the switch's own switch and health)
+PHASE_LOCK = 'lock'
+PHASE_CHECK = 'verify'
 PHASE_STAGE = 'stage'
-PHASE_MIGRATIONS = 'migrations'
+PHASE_MIGRATIONS = 'migrate'
 PHASE_SWITCH = 'switch'
+HISTORY_PHASE = {PHASE_LOCK: PHASE_LOCK, PHASE_CHECK: PHASE_STAGE, PHASE_STAGE: PHASE_STAGE, PHASE_MIGRATIONS: PHASE_MIGRATIONS,
+                 PHASE_SWITCH: PHASE_SWITCH}
+
+
+def _timed(phases: dict[str, float], phase: str, seconds: float) -> None:
+    key = HISTORY_PHASE[phase]
+    phases[key] = round(phases.get(key, 0.0) + seconds, 3)
 
 
 class ShipError(Exception):
@@ -191,15 +201,18 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
     lock_args = params.get('lock')
     token = None
     if lock_args is not None:
+        started = clock()
         try:
             got = _lock.acquire(root, **{k: v for k, v in lock_args.items() if v is not None})
         except _lock.LockHeld as exc:
-            refused = dict(result, failed_phase='lock', lock={'holder': exc.holder})
-            refused['history'] = _history_line(root, params, moment, 'refused', exc.msg, droot.live_release(), {})
+            refused = dict(result, failed_phase=PHASE_LOCK, lock={'holder': exc.holder})
+            _timed(refused['phases'], PHASE_LOCK, clock() - started)
+            refused['history'] = _history_line(root, params, moment, 'refused', exc.msg, droot.live_release(), refused['phases'])
             raise ShipError(exc.msg, refused) from None
         except _lock.LockError as exc:
-            raise ShipError(exc.msg, dict(result, failed_phase='lock')) from None
+            raise ShipError(exc.msg, dict(result, failed_phase=PHASE_LOCK)) from None
         token = got['token']
+        _timed(result['phases'], PHASE_LOCK, clock() - started)
         result['warnings'].extend(got['warnings'])
     phase, started = PHASE_CHECK, clock()
     live = droot.live_release()
@@ -219,7 +232,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
             result['platform'] = checked
             if checked['missing']:
                 raise ShipError(_platform.message(platform.get('binary') or 'php-fpm', checked) + ' Nothing was staged.')
-        result['phases'][phase] = round(clock() - started, 3)
+        _timed(result['phases'], phase, clock() - started)
 
         phase, started, outcome = PHASE_STAGE, clock(), 'failed'
         result['changed'] |= prepare_shared(droot, params)
@@ -236,13 +249,13 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         if staged['status'] != 'complete':
             raise ShipError('release %s is %s on this host, not complete: deploy it under a new release name, or remove it first'
                             % (name, staged['status']))
-        result['phases'][phase] = round(clock() - started, 3)
+        _timed(result['phases'], phase, clock() - started)
 
         migrations = params.get('migrations')
         if migrations is not None:
             phase, started = PHASE_MIGRATIONS, clock()
             pending, reason = pending_migrations(droot, name, migrations['dir'], migrations.get('database'))
-            result['phases'][phase] = round(clock() - started, 3)
+            _timed(result['phases'], phase, clock() - started)
             if pending or reason:
                 result.update(needs_migrate=True, pending_migrations=pending, needs_migrate_reason=reason or
                               'migrations to apply: %s' % ', '.join(pending))
@@ -269,7 +282,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
                           failed_phase=PHASE_SWITCH, changed=True)
             if failed.get('reverted') or failed.get('current') == name:  # it went live: never again by accident
                 try:
-                    _release.mark_failed(root, name, reason=exc.msg)
+                    _release.mark_failed(root, name, reason='%s: %s' % (PHASE_SWITCH, exc.msg[:900]))
                 except _release.ReleaseError:
                     pass
             raise ShipError(exc.msg, result) from None
@@ -282,14 +295,14 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
     except ShipError as exc:
         if exc.result:
             raise
-        result['phases'][phase] = round(clock() - started, 3)
+        _timed(result['phases'], phase, clock() - started)
         result.update(failed_phase=phase, history=_history_line(root, params, moment, outcome, exc.msg, live, result['phases']))
         raise ShipError(exc.msg, result) from None
     except (_delta.DeltaError, _release.ReleaseError, _signing.SignatureError, _platform.PlatformError) as exc:
         msg = getattr(exc, 'msg', None) or str(exc)
         if phase == PHASE_CHECK or isinstance(exc, _signing.SignatureError):
             msg = msg.rstrip('.') + '. Nothing was staged.'
-        result['phases'][phase] = round(clock() - started, 3)
+        _timed(result['phases'], phase, clock() - started)
         result.update(failed_phase=phase, history=_history_line(root, params, moment, outcome, msg, live, result['phases']))
         raise ShipError(msg, result) from None
     except (OSError, ValueError) as exc:

@@ -21,8 +21,20 @@ this order:
 New content is taken, by sha256 and size, from the sources: ``.tar.gz``
 archives (read safely with :func:`._manifest.scan_tar`, extracted into a
 temporary directory first), the slot itself and other directories (scanned;
-only files of a wanted size are hashed). Every staged copy is checked against
+only files of a wanted size are hashed). Every staged file is checked against
 the wanted sha256.
+
+A source that can be shared as it is (a regular file on the slots' filesystem
+whose mode and owner already are the wanted ones, with fewer than
+``MAX_NLINK`` links) is HARDLINKED into the cache instead of copied, so a slot
+filled from the other slot costs no second copy of its unchanged files (see
+:meth:`SlotTransaction._link_checked`). Sharing an inode with the live slot is
+safe because nothing here ever changes a file in place: a staged file is never
+chmodded or chowned once linked (only copies are), every file of the slot is
+replaced by ``rename(2)`` (deploy and rollback alike), chmod steps apply to
+directories only (which cannot be hardlinked), and the cache, the backups and
+the archive extraction are removed by unlinking names. Removing a name never
+changes the content the other names of the inode show.
 
 The journal, cache and backups are those of :mod:`._patch` (work directory
 ``.stagehand/patch-<slot>``), so an interrupted run is rolled back by the next
@@ -36,6 +48,7 @@ being changed its metadata says ``incomplete``, so ``switch`` refuses it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import stat
@@ -71,8 +84,11 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._patch import (
     undo_entries,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._release import (
+    MAX_NLINK,
     RELEASE_DEPTH,
     ReleaseError,
+    _default_gid,
+    _sync_filesystem,
     _diff,
     _make_dirs,
     _meta,
@@ -94,6 +110,9 @@ STEP_KINDS = ('delete', 'rmdir', 'mkdir', 'create', 'update', 'symlink', 'chmod'
 MAX_SHOWN = 10
 MAX_DIFF_LINES = 200
 _CHUNK = 1024 * 1024
+# link(2) failures that only mean "copy instead": too many links, another filesystem, hard links not allowed
+# (fs.protected_hardlinks, a file we may not write) or not supported
+_NO_LINK_ERRNOS = (errno.EMLINK, errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
 def workdir_path(droot: DeployRoot, slot: str) -> str:
@@ -256,7 +275,22 @@ class ContentIndex:
 
 # -- the transaction ------------------------------------------------------------------------------
 class SlotTransaction:
-    """Stage, deploy (under the journal of :mod:`._patch`), verify, commit or roll back the steps."""
+    """Stage, deploy (under the journal of :mod:`._patch`), verify, commit or roll back the steps.
+
+    A staged file may be a hard link to a file of another tree (the live slot): see :meth:`_link_checked`.
+    Nothing below changes such an inode in place, so neither a rollback nor a crash recovery can alter the
+    other tree's files:
+
+    * staging chmods and chowns only copies it has just created, new directories and new symlinks;
+    * :meth:`deploy` replaces a slot entry by ``rename(2)`` of the cache entry over it, keeps the old entry as a
+      new hard link (a name) in the backups, and chmods/chowns only directories (``chmod`` steps; directories
+      cannot be hardlinked, so no directory is shared with another tree);
+    * :func:`._patch.undo_entry` renames backups back over the targets, unlinks a target it created only when
+      that name carries the ``staged_ino`` recorded here (for a linked file, the shared inode: what is removed
+      is the slot's name for it, never the other tree's), and chmods only directories (``old_mode``);
+    * :meth:`._patch.Workdir.remove_garbage` unlinks the names left in the cache and backups, and the archive
+      extraction is removed with :func:`._release.remove_tree`, which unlinks names and chmods only directories.
+    """
 
     def __init__(self, top: str, work: Workdir, steps: t.Sequence[Step], uid: int | None, gid: int | None) -> None:
         self.top = top
@@ -265,13 +299,21 @@ class SlotTransaction:
         self.uid = uid
         self.gid = gid
         self.entries: list[dict[str, t.Any]] = []
+        self.linked = 0
+        self.copied = 0
+        self._cache_dev = -1
+        self._owner = (-1, -1)
 
     def target(self, step: Step) -> str:
         return os.path.join(self.top, *step.path.split('/'))
 
     def stage(self) -> None:
-        """Copy new content (checked against its sha256), symlinks and new directories into the cache."""
+        """Link or copy new content (checked against its sha256), symlinks and new directories into the cache."""
         self.work.ensure()
+        self._cache_dev = os.stat(self.work.cache_dir).st_dev
+        # the owner a copy staged in the cache gets (what _chown leaves on it): a linked file must already have it
+        self._owner = (os.geteuid() if self.uid is None else self.uid,
+                       _default_gid(self.work.cache_dir) if self.gid is None else self.gid)
         for step in self.steps:
             entry: dict[str, t.Any] = {
                 'index': step.index, 'op': step.op, 'path': step.path, 'target': self.target(step),
@@ -284,8 +326,14 @@ class SlotTransaction:
                 cache = self.work.cache_path(step.index)
                 self._stage_one(step, cache)
                 entry['cache'] = cache
+                # for a linked file this is the inode it shares with its source: undo_entry then removes
+                # the slot's name for it only, which leaves the source's content alone
                 entry['staged_ino'] = os.lstat(cache).st_ino
             self.entries.append(entry)
+        if self.linked:
+            # a linked source (an archive extraction, say) may not be on disk yet: one syncfs(2) for all of them
+            # instead of a fsync(2) per file, which would commit the filesystem journal once per linked file
+            _sync_filesystem(self.work.cache_dir)
         fsync_dir(self.work.cache_dir)
 
     def _chown(self, path: str) -> None:
@@ -305,9 +353,76 @@ class SlotTransaction:
             os.symlink(entry['target'], cache)
             self._chown(cache)
             return
-        _copy_checked(t.cast(str, step.source), cache, entry)
+        source = t.cast(str, step.source)
+        if self._link_checked(source, cache, entry, self.target(step)):
+            # shared with its source: never chmod or chown it (its mode and owner are already the wanted ones)
+            self.linked += 1
+            return
+        _copy_checked(source, cache, entry)
         self._chown(cache)
         os.chmod(cache, int(entry['mode'], 8))
+        self.copied += 1
+
+    def _unshareable(self, st: os.stat_result, entry: Entry) -> str | None:
+        """Why the file ``st`` cannot become ``entry`` as it is (None: it can be shared)."""
+        if not stat.S_ISREG(st.st_mode):
+            return 'not a regular file'
+        if st.st_dev != self._cache_dev:
+            return 'on another filesystem than %s' % self.work.cache_dir
+        if st.st_size != entry['size']:
+            return 'size %d, expected %d' % (st.st_size, entry['size'])
+        if stat.S_IMODE(st.st_mode) != int(entry['mode'], 8):
+            return 'mode %04o, expected %s' % (stat.S_IMODE(st.st_mode), entry['mode'])
+        if (st.st_uid, st.st_gid) != self._owner:
+            return 'owner %d:%d, expected %d:%d' % (st.st_uid, st.st_gid, self._owner[0], self._owner[1])
+        return None
+
+    def _link_checked(self, src: str, cache: str, entry: Entry, target: str) -> bool:
+        """Hardlink ``src`` as the staged file ``cache`` when it can be shared as it is; False: copy it instead.
+
+        Shared only when ``src`` is a regular file on the cache's filesystem with exactly the wanted mode and
+        owner (so that no chmod/chown is ever needed on the shared inode) and fewer than ``MAX_NLINK`` links.
+        The properties are checked again on the linked inode (``src`` may have been replaced meanwhile), and
+        its content is hashed through the new name: a content other than ``entry``'s sha256 and size is
+        refused (PatchError), as :func:`_copy_checked` refuses it. The name is in the private cache directory,
+        so what is checked and hashed is the inode that will be renamed into the slot.
+
+        Sources may also be the temporary extraction of an archive: linking those is as safe (the extraction
+        is private to this run, written once from the checked archive and then removed by unlinking names), but
+        :func:`._manifest.scan_tar` extracts files ``0600``, so they are mostly copied with their wanted mode;
+        the extraction is removed after the run, so this costs time, not space.
+
+        After the commit the slot and the source tree share the inode, as releases and slots populated by
+        :mod:`._release` do: a later in-place write to the source (none of this collection's code does that)
+        would show in both.
+        """
+        try:
+            st = os.lstat(src)
+        except OSError:
+            return False
+        if self._unshareable(st, entry) is not None or st.st_nlink >= MAX_NLINK:
+            return False
+        try:
+            current = os.lstat(target)
+        except OSError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (st.st_dev, st.st_ino):
+            return False  # the entry being replaced is that very inode: rename(2) between two of its names does nothing
+        try:
+            os.link(src, cache, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _NO_LINK_ERRNOS:
+                return False
+            raise
+        linked = os.lstat(cache)
+        if (linked.st_dev, linked.st_ino) != (st.st_dev, st.st_ino) or self._unshareable(linked, entry) is not None:
+            os.unlink(cache)  # src was replaced since it was looked at: drop our name, copy instead
+            return False
+        found = hash_file(cache)
+        if found != (entry['sha256'], entry['size']):
+            raise PatchError('%s: the content taken from %s is not the wanted one (sha256 %s and %d bytes, expected sha256 %s '
+                             'and %d bytes); nothing was changed' % (entry['path'], src, found[0], found[1], entry['sha256'], entry['size']))
+        return True  # made durable with the others, once, at the end of stage() (one syncfs, not a fsync per file)
 
     def deploy(self) -> None:
         """Write the journal, then apply every step in order (raises on the first problem)."""
@@ -320,9 +435,13 @@ class SlotTransaction:
                 raise PatchError('%s %s: it is %s now, but was %s when the patch was planned; refusing to continue'
                                  % (step.op, step.path, now, step.before))
             touched.add(os.path.dirname(target))
+            # Only renames and links below: no file is written, chmodded or chowned in place, so a staged file
+            # hardlinked to the other slot (or an old file of this slot that shares its inode with it) keeps
+            # its content, mode and owner whatever happens next.
             if step.op in ('delete', 'rmdir'):
                 os.rename(target, entry['backup'])
             elif step.op == 'chmod':
+                # a directory (checked just above); directories cannot be hardlinked, so it is this slot's own
                 os.chmod(target, int(t.cast(Entry, step.entry)['mode'], 8))
                 self._chown(target)
             else:
@@ -602,6 +721,7 @@ def _run_locked(droot: DeployRoot, target: str, top: str, work: Workdir, source:
     current = scan_slot(top)
     steps = plan_steps(top, current, tree, uid, gid)
     if not steps:
+        result.update(linked=0, copied=0)
         if not _recorded(droot, target, old_meta, source, tree, shared, label):
             _record(droot, target, old_meta, source, tree, shared, label, manifest_path)
             result['changed'] = True
@@ -633,6 +753,7 @@ def _run_locked(droot: DeployRoot, target: str, top: str, work: Workdir, source:
     finally:
         remove_tree(extract)
     result['changed'] = True
+    result.update(linked=transaction.linked, copied=transaction.copied)
     _record(droot, target, old_meta, source, tree, shared, label, manifest_path)
     _finish_result(result, steps, droot, target, old_meta, _read_json_quietly(droot.read_slot_meta, target), diff)
 

@@ -48,7 +48,7 @@ STATUS_INCOMPLETE = 'incomplete'
 
 MODE_RELEASES = 'releases'
 MODE_SLOTS = 'slots'
-# .stagehand/composes/<hex>.json: the compose manifests a host keeps (written by _delta.rebuild)
+# .stagehand/composes/<hex>.json or <hex>.delta.json: the compose manifests a host keeps (_delta.rebuild, _delta.load_kept)
 COMPOSES_DIR = 'composes'
 
 # Entries of the root that the live pointer may not be named after.

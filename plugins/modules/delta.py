@@ -20,8 +20,8 @@ description:
     else, and nothing at all when the host lacks no content), and C(manifest-delta.json), the new manifest expressed
     against the closest manifest the host keeps (entries to set, paths to remove).
   - The manifests of what the host holds are read on the controller from O(manifests) (an artifact store's
-    C(composes/<hex>/manifest.json), or C(<hex>.json) files fetched from the host); compose ids found nowhere are
-    returned in RV(unknown) and their content counts as missing.
+    C(composes/<hex>/manifest.json), or C(<hex>.json) and C(<hex>.delta.json) files fetched from the host); compose
+    ids found nowhere are returned in RV(unknown) and their content counts as missing.
   - The delta archive is deterministic (members sorted, owner 0, mtime 0, gzip header without name or time), so the
     same inputs give the same bytes. Every file put into it is hashed and must match the manifest.
   - A manifest delta is only written when rebuilding C(manifest.json) from it gives the very same bytes (same
@@ -30,9 +30,16 @@ description:
     O(delta) and the base manifest the host keeps, from a C(manifest.json) already uploaded to O(path), or, when
     neither is there, from the host's own copy (nothing had to be sent). The result must have digest O(compose_id)
     and, from a delta, the exact bytes the controller has, so a signature over C(manifest.json) still verifies.
-    The manifest and its C(.sig) (when uploaded beside O(path)) are kept as C(<root>/.stagehand/composes/<hex>.json)
-    for the next deploy; copies no release or slot metadata refers to are removed (RV(pruned)). A kept C(.sig) is
-    copied beside O(path) when none was uploaded.
+    The compose is kept in C(<root>/.stagehand/composes/) for the next deploy, in one of two forms. Rebuilt from
+    O(delta), it is kept as that manifest delta (C(<hex>.delta.json), a few hundred bytes; its base stays kept as long as it
+    is needed), unless the chain of deltas behind its base is already 8 deep; otherwise as the exact bytes of
+    C(manifest.json) (C(<hex>.json)). A compose already kept with the same bytes stays as it is. Its C(.sig) (when
+    uploaded beside O(path)) is kept as C(<hex>.json.sig) in both cases, and copied beside O(path) when none was
+    uploaded. Composes no release or slot metadata refers to, and that no kept delta needs as its base, are
+    removed (RV(pruned)).
+  - A compose kept as a delta whose base is gone counts as not kept (RV(stagehand.deploy.release_info#module:composes)
+    leaves it out, so the next deploy ships its full C(manifest.json), which replaces it). A delta against a kept
+    compose that does not rebuild is refused and nothing is written (ship the full C(manifest.json) instead).
 author:
   - Stagehand Deploy contributors (@stagehand-deploy)
 attributes:
@@ -80,7 +87,8 @@ options:
   manifests:
     description:
       - With O(operation=create), directories on the controller where the manifests of O(have) are looked up as
-        C(<dir>/<hex>/manifest.json) (an artifact store's C(composes/)) or C(<dir>/<hex>.json).
+        C(<dir>/<hex>/manifest.json) (an artifact store's C(composes/)) or C(<dir>/<hex>.json), or rebuilt from a
+        C(<dir>/<hex>.delta.json) fetched from a host that keeps the compose so, when its base is found the same way.
     type: list
     elements: path
     default: []
@@ -213,6 +221,11 @@ manifest_entries:
   returned: with O(operation=create)
   type: int
   sample: 10240
+total_files:
+  description: Number of regular files of the new manifest (sent or not).
+  returned: with O(operation=create)
+  type: int
+  sample: 10001
 manifest_delta_entries:
   description: Entries set or removed by the manifest delta, or null without one.
   returned: with O(operation=create)
@@ -261,7 +274,10 @@ source:
   type: str
   sample: delta
 stored:
-  description: The host's copy of the manifest (C(<root>/.stagehand/composes/<hex>.json)).
+  description:
+    - The file in which the host keeps the compose, C(<root>/.stagehand/composes/<hex>.delta.json) (the manifest delta
+      it was rebuilt from) or C(<root>/.stagehand/composes/<hex>.json) (the full C(manifest.json)).
+    - In check mode, the file it would be kept in.
   returned: with O(operation=rebuild)
   type: str
   sample: /srv/shop/.stagehand/composes/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.json
@@ -271,7 +287,7 @@ entries:
   type: int
   sample: 10240
 pruned:
-  description: Compose ids whose kept manifest was removed because no release or slot refers to them any more.
+  description: Compose ids no longer kept (in either form) because no release or slot refers to them any more, nor does a kept delta need them.
   returned: with O(operation=rebuild)
   type: list
   elements: str

@@ -161,6 +161,10 @@ options:
         path of a C(.tar.gz)/C(.tgz) archive (read safely and never trusted, every file is checked against the
         manifest) or of a directory (only files of a wanted size are hashed). Paths that do not exist are skipped.
       - The slot itself is always a source (files that move, modes that change).
+      - A source file on the slots' filesystem whose mode and owner already are the wanted ones is hard-linked
+        into the slot instead of copied (its content is hashed again first), so unchanged files of the other slot
+        take no space twice. Nothing ever changes such a shared file in place (files are replaced by C(rename),
+        only directories are chmodded), so patching or rolling back one slot never alters the other.
       - When the content of a file is in none of them, nothing is changed and the task fails naming the files.
     type: list
     elements: path
@@ -375,6 +379,17 @@ steps:
   returned: in slot mode
   type: dict
   sample: {delete: 1, rmdir: 0, mkdir: 1, create: 2, update: 3, symlink: 0, chmod: 0}
+linked:
+  description: Number of new or replaced files hard-linked from a source (the other slot, say) instead of copied.
+  returned: in slot mode, except in check mode
+  type: int
+  sample: 98
+copied:
+  description: Number of new or replaced files copied from a source (another mode or owner, another filesystem,
+    too many links, or an archive).
+  returned: in slot mode, except in check mode
+  type: int
+  sample: 2
 changed_files:
   description: Paths (relative to the slot) of the files and symlinks created, replaced or deleted, sorted; the list
     to invalidate in php-fpm's opcache (M(stagehand.deploy.opcache)).

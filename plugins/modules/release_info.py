@@ -340,6 +340,8 @@ composes:
   description:
     - Compose ids (C(sha256:<hex>)) whose C(manifest.json) the host keeps in C(.stagehand/composes/), sorted;
       the manifests the deploy role can send a manifest delta against (see M(stagehand.deploy.delta)).
+    - A compose is kept either in full (C(<hex>.json)) or as the manifest delta it was rebuilt from
+      (C(<hex>.delta.json)); both are listed, except a delta whose chain of bases is broken (it counts as not kept).
   returned: always
   type: list
   elements: str

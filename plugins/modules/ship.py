@@ -352,7 +352,20 @@ sent:
     manifest_bytes:
       description: Bytes of manifest (or manifest delta) sent.
       type: int
-  sample: {files: 1, bytes: 1893, archive_bytes: 1120, manifest: delta, manifest_bytes: 612}
+    total_files:
+      description: Regular files of the release (sent or not).
+      type: int
+    manifest_delta_entries:
+      description: Entries set or removed by the manifest delta, or null without one.
+      type: int
+    base:
+      description: The compose id the manifest delta is against, or null.
+      type: str
+    seconds:
+      description: Seconds spent on the controller writing and copying it (recorded as the V(ship) phase).
+      type: float
+  sample: {files: 1, total_files: 10001, bytes: 1893, archive_bytes: 1120, manifest: delta, manifest_bytes: 612,
+           manifest_delta_entries: 2, base: 'sha256:5e1f...', seconds: 0.31}
 staged:
   description: The result of staging the release (as M(stagehand.deploy.release) returns it), or null when refused before.
   returned: always
@@ -395,12 +408,14 @@ history:
   type: dict
   sample: {action: deploy, release: v1.4.0, previous: v1.3.2, outcome: success}
 phases:
-  description: Seconds per phase on the host (V(check), V(stage), V(migrations)).
+  description:
+    - Seconds per phase on the host (V(lock), V(stage) with the checks, V(migrate)); the history line adds V(switch)
+      and V(health), and the V(ship) phase of the action plugin.
   returned: always
   type: dict
-  sample: {check: 0.02, stage: 0.41}
+  sample: {lock: 0.001, stage: 0.41, migrate: 0.002}
 failed_phase:
-  description: The phase that failed (V(lock), V(check), V(stage), V(switch)); null on success.
+  description: The phase that failed (V(lock), V(verify), V(stage), V(switch)); null on success.
   returned: always
   type: str
   sample: null

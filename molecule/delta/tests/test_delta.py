@@ -58,8 +58,12 @@ def test_no_upload_is_left_and_manifests_are_kept(host):
     leftovers = host.check_output('ls -a %s/.stagehand' % ROOT).split()
     assert not [name for name in leftovers if name.startswith('upload-')], leftovers
     kept = host.check_output('ls %s/.stagehand/composes' % ROOT).split()
-    digests = {json.loads(host.file(ROOT + '/.stagehand/releases/%s.json' % r).content_string)['manifest_digest'] for r in ('v1', 'v2')}
-    assert sorted(kept) == sorted(d[len('sha256:'):] + '.json' for d in digests)
+    digest = {r: json.loads(host.file(ROOT + '/.stagehand/releases/%s.json' % r).content_string)['manifest_digest'][len('sha256:'):]
+              for r in ('v1', 'v2')}
+    # v1's manifest came whole and is kept whole; v2's came as a delta against v1's and is kept as that delta
+    assert sorted(kept) == sorted([digest['v1'] + '.json', digest['v2'] + '.delta.json'])
+    delta = host.file('%s/.stagehand/composes/%s.delta.json' % (ROOT, digest['v2']))
+    assert delta.size < host.file('%s/.stagehand/composes/%s.json' % (ROOT, digest['v1'])).size
 
 
 def test_history_has_three_successful_deploys(host):

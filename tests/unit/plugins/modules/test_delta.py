@@ -276,8 +276,12 @@ def test_ship_and_stage_end_to_end(run_module, store, tmp_path):
     assert rebuilt['signature'] == prefix + '.manifest.json.sig'
     with open(v2['manifest'], 'rb') as a, open(prefix + '.manifest.json', 'rb') as b:
         assert a.read() == b.read()
+    # v2 is kept as the manifest delta it came as (its base v1 is kept in full), its signature beside
     kept = os.path.join(root, '.stagehand', 'composes', v2['id'][7:] + '.json')
-    assert os.path.isfile(kept) and os.path.isfile(kept + '.sig')
+    assert rebuilt['stored'] == os.path.join(root, '.stagehand', 'composes', v2['id'][7:] + '.delta.json')
+    assert os.path.isfile(rebuilt['stored']) and not os.path.exists(kept) and os.path.isfile(kept + '.sig')
+    assert os.path.getsize(rebuilt['stored']) < os.path.getsize(v2['manifest']) / 20
+    assert run_module(release_info.main, {'root': root, 'sizes': False, 'history': 0})['composes'] == sorted([v1['id'], v2['id']])
     staged = run_module(release.main, {'root': root, 'name': 'v2', 'src': prefix + '.tar.gz', 'manifest': prefix + '.manifest.json',
                                        'partial': True})
     assert staged['changed'] is True and (staged['linked'], staged['copied']) == (len(APP) - 1, 1), staged

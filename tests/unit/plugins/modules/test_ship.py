@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, parse_held
+from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, parse_held, report_line
 from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _ship
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
 
@@ -96,7 +96,7 @@ def test_second_deploy_sends_one_file_hardlinks_the_rest_and_switches(store, roo
     with open(os.path.join(root, '.stagehand', 'history.jsonl'), encoding='utf-8') as handle:
         lines = [json.loads(line) for line in handle]
     assert [(line['release'], line['previous'], line['outcome']) for line in lines] == [('v1', None, 'success'), ('v2', 'v1', 'success')]
-    assert set(lines[1]['phases']) >= {'check', 'stage', 'switch'}
+    assert set(lines[1]['phases']) == {'lock', 'stage', 'check', 'switch'}  # check: the switch's own check of the target
     assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
 
 
@@ -159,3 +159,16 @@ def test_the_artifact_index_serves_the_second_delta(store, tmp_path):
     again = _delta.create(v2['manifest'], v2['artifact'], str(out), have=held, manifests=[store.composes], host_composes=[v1['id']],
                           shared=['storage'])
     assert again['files'] == 1
+
+
+def test_report_line_reads_like_the_ship_phase_report():
+    sent = {'files': 1, 'total_files': 10001, 'bytes': 1893, 'archive_bytes': 1120, 'manifest': 'delta', 'manifest_bytes': 612,
+            'manifest_delta_entries': 2, 'base': 'sha256:' + 'a' * 64}
+    line = report_line({'sent': sent, 'switched': True, 'previous': 'v1', 'current': 'v2', 'health': {'elapsed': 0.03},
+                        'history': {'phases': {'stage': 0.5, 'lock': 0.001}}}, 'web1')
+    assert line.startswith('1 file(s) of 10001 sent (1893 bytes, 1120 compressed); manifest as a delta of 2 entries against sha256:')
+    assert '(612 bytes); v2 is live on web1 (before: v1). Health check: healthy after 0.03 s;' in line
+    assert line.endswith('seconds per phase: {"lock":0.001,"stage":0.5}')
+    staged = report_line({'sent': dict(sent, manifest='kept', manifest_bytes=0), 'needs_migrate': True, 'release': 'v2',
+                          'needs_migrate_reason': 'migrations to apply: 0004_orders'}, 'web1')
+    assert 'manifest kept on the host (0 bytes); v2 staged on web1, not switched: migrations to apply: 0004_orders.' in staged

@@ -115,6 +115,10 @@ def tree_of(env, manifest):
     return _manifest.with_shared(manifest, SHARED, 2)
 
 
+def without_nlink(snap):
+    return {path: {key: value for key, value in entry.items() if key != 'nlink'} for path, entry in snap.items()}
+
+
 def test_first_patch_fills_an_empty_slot_and_records_it(env, run_module):
     result = run_module(main, args(env, env['man1'], [env['tar1']]))
     assert result['changed'] is True, result
@@ -168,7 +172,8 @@ def test_patch_in_place_from_delta_and_other_slot(env, run_module, snapshot):
     assert os.stat(slot_a).st_ino == inode  # patched in place, not replaced
     assert os.stat(os.path.join(slot_a, 'src', 'A.php')).st_ino == untouched  # unchanged file left alone
     assert _manifest.verify_tree(slot_a, tree_of(env, m3)) == []
-    assert snapshot(os.path.join(env['root'], 'slots', 'b')) == live_before  # live slot untouched
+    # live slot untouched: same content, modes and mtimes; only the link counts of the files now shared grew
+    assert without_nlink(snapshot(os.path.join(env['root'], 'slots', 'b'))) == without_nlink(live_before)
     steps = result['steps']
     assert steps['rmdir'] >= 2 and steps['mkdir'] >= 2 and steps['delete'] >= 3 and steps['chmod'] == 1
     assert 'public/index.php' in result['changed_files'] and 'src/old/Gone.php' in result['changed_files']
