@@ -26,7 +26,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts
-from ansible_collections.stagehand.deploy.plugins.action.switch import fill_controller_args
+from ansible_collections.stagehand.deploy.plugins.action.switch import fill_controller_args, health_and_phases
 from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create
 
 MODULE_NAME = 'stagehand.deploy.ship'
@@ -91,14 +91,7 @@ def report_line(result: t.Mapping[str, t.Any], host: str) -> str:
         line += '%s is live on %s (before: %s).' % (result.get('current'), host, result.get('previous') or 'nothing')
     else:
         line += '%s was already live on %s, nothing switched.' % (result.get('current'), host)
-    health = result.get('health')
-    if isinstance(health, dict) and health.get('elapsed') is not None:
-        line += ' Health check: healthy after %s s;' % health['elapsed']
-    else:
-        line += ' Health check: none;'
-    history = result.get('history')
-    phases = history.get('phases') if isinstance(history, dict) else result.get('phases')
-    return line + ' seconds per phase: %s' % json.dumps(phases or {}, sort_keys=True, separators=(',', ':'))
+    return line + health_and_phases(result, result.get('phases'))
 
 
 class ActionModule(ActionBase):
@@ -151,7 +144,8 @@ class ActionModule(ActionBase):
         try:
             try:
                 shipment = create(compose.get('manifest') or manifest, compose['artifact'], work, have=held.get('releases') or [],
-                                  manifests=manifests, host_composes=composes, shared=args.get('shared') or [])
+                                  manifests=manifests, host_composes=composes, shared=args.get('shared') or [],
+                                  compose_id=compose['compose_id'])
             except DeltaError as exc:
                 raise AnsibleActionFail('cannot write what %s lacks of %s: %s' % (
                     (task_vars or {}).get('inventory_hostname'), compose['compose_id'], exc.msg)) from None

@@ -41,15 +41,20 @@ def report_line(result: t.Mapping[str, t.Any], host: str, action: str | None = N
         line = '%s from %s to %s on %s.' % (verb, previous or 'nothing', current, host)
     if check_mode:
         line += ' Check mode: nothing was changed.'
+    return line + health_and_phases(result)
+
+
+def health_and_phases(result: t.Mapping[str, t.Any], phases: t.Mapping[str, t.Any] | None = None) -> str:
+    """The end of a report line: how long the health check took and the seconds per phase (of the history line)."""
     health = result.get('health')
     if isinstance(health, dict) and health.get('elapsed') is not None:
-        line += ' Health check: healthy after %s s;' % health['elapsed']
+        text = ' Health check: healthy after %s s;' % health['elapsed']
     else:
-        line += ' Health check: none;'
+        text = ' Health check: none;'
     history = result.get('history')
-    phases = history.get('phases') if isinstance(history, dict) else None
-    line += ' seconds per phase: %s' % json.dumps(phases or {}, sort_keys=True, separators=(',', ':'))
-    return line
+    if isinstance(history, dict):
+        phases = history.get('phases')
+    return text + ' seconds per phase: %s' % json.dumps(phases or {}, sort_keys=True, separators=(',', ':'))
 
 
 def fill_controller_args(args: dict[str, t.Any], facts: dict[str, t.Any], now: datetime.datetime | None = None) -> dict[str, t.Any]:

@@ -489,7 +489,8 @@ def _load_known(compose_id: str, dirs: t.Sequence[str], depth: int = 0) -> Manif
         return _load_known_delta(compose_id, dirs, depth)
     # named by its digest: only the digest is checked (what the host holds only decides what is sent,
     # and the host checks every file it stages against the manifest it rebuilds)
-    return load_manifest_with_digest(path, compose_id)
+    loaded = load_manifest_with_digest(path, compose_id)
+    return loaded[0] if loaded is not None else None
 
 
 def _load_known_delta(compose_id: str, dirs: t.Sequence[str], depth: int) -> Manifest | None:
@@ -739,10 +740,14 @@ def create(
     host_composes: t.Sequence[str] | None = None,
     shared: t.Sequence[str] = (),
     check_mode: bool = False,
+    compose_id: str | None = None,
 ) -> dict[str, t.Any]:
     """Write the delta archive and the manifest delta for a host into ``dest`` (see the module docstring).
 
     Without ``manifest_path`` the manifest is computed from the artifact and written to ``dest/manifest.json``.
+    With ``compose_id`` (the digest the manifest must have: an artifact store names composes by it) the
+    manifest's entries are only checked against that digest, not validated one by one; the host
+    validates the manifest it rebuilds in any case.
     """
     if not os.path.isfile(artifact):
         raise DeltaError('the artifact %s is not a file on the controller' % artifact)
@@ -759,7 +764,10 @@ def create(
                     'manifest_bytes': 0,
                     'sent_bytes': 0, 'known': [], 'unknown': [], 'held': 0}
     try:
-        new, new_doc = load_manifest_document(manifest_path)
+        loaded = load_manifest_with_digest(manifest_path, compose_id) if compose_id is not None else load_manifest_document(manifest_path)
+        if loaded is None:
+            raise DeltaError('the manifest %s is not a manifest with the digest %s of its compose' % (manifest_path, compose_id))
+        new, new_doc = loaded
         new_bytes = _read_bytes(manifest_path)
         tree = with_shared(new, shared, RELEASE_DEPTH) if shared else new
     except ManifestError as exc:

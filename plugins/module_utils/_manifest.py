@@ -339,8 +339,8 @@ def load_manifest_document(path: str) -> tuple[Manifest, dict[str, t.Any]]:
     return manifest, dict(doc)
 
 
-def load_manifest_with_digest(path: str, digest: str) -> Manifest | None:
-    """The manifest in ``path`` when its entries have exactly ``digest`` (a compose id), else None.
+def load_manifest_with_digest(path: str, digest: str) -> tuple[Manifest, dict[str, t.Any]] | None:
+    """The manifest in ``path`` and its document, when its entries have exactly ``digest`` (a compose id); else None.
 
     For manifests whose digest is known beforehand (an artifact store names each compose by it):
     the entries are not validated one by one, only their digest is checked, which is several
@@ -357,7 +357,7 @@ def load_manifest_with_digest(path: str, digest: str) -> Manifest | None:
     if len(by_path) != len(entries):
         return None
     manifest = Manifest.trusted(by_path)
-    return manifest if manifest.digest == digest else None
+    return (manifest, doc) if manifest.digest == digest else None
 
 
 def load_manifest(path: str) -> Manifest:

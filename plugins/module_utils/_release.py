@@ -294,15 +294,14 @@ class LinkIndex:
             return False
 
 
-def save_tree_manifest(droot: DeployRoot, name: str, tree: Manifest, source: Manifest, shared: list[str]) -> None:
-    """Write ``.stagehand/manifests/<name>.json``: the release tree (its source with the shared links).
+def save_tree_manifest(droot: DeployRoot, path: str, tree: Manifest, source: Manifest, shared: list[str]) -> None:
+    """Write the tree manifest ``path`` of a release or slot (its source with the shared links).
 
     When the host keeps the source (a compose in ``.stagehand/composes/``, in full or as a
     manifest delta, which stays while a release refers to it) only a reference is written: the
     source digest, the shared paths and the tree digest, a few hundred bytes instead of a second
     copy of a 10,000-entry manifest. :func:`load_tree_manifest` rebuilds the tree and checks its digest.
     """
-    path = release_manifest_path(droot, name)
     if is_kept(droot, source.digest):
         write_json_atomic(path, {'version': 1, 'derived': True, 'digest': tree.digest, 'source_digest': source.digest, 'shared': shared})
     else:
@@ -809,7 +808,7 @@ def ensure_release(
         new_meta = _meta(old_meta, name, STATUS_COMPLETE, source, tree, src, shared_paths)
         if not check_mode:
             os.makedirs(droot.manifests_dir, 0o755, exist_ok=True)
-            save_tree_manifest(droot, name, tree, source, shared_paths)
+            save_tree_manifest(droot, release_manifest_path(droot, name), tree, source, shared_paths)
             droot.write_meta(name, new_meta)
         before = dict(old_meta or {}, status=STATUS_INCOMPLETE)
         return _result(True, path, _diff(what, before, new_meta), release=name, status=STATUS_COMPLETE, recovered=True,
@@ -847,7 +846,7 @@ def ensure_release(
         raise
     fsync_dir(droot.releases_dir)
     fsync_dir(droot.stage_dir)
-    save_tree_manifest(droot, name, staged.tree, staged.source, shared_paths)
+    save_tree_manifest(droot, release_manifest_path(droot, name), staged.tree, staged.source, shared_paths)
     new_meta = _meta(old_meta if old_meta and old_meta.get('name') == name else None, name, STATUS_COMPLETE,
                      staged.source, staged.tree, src, shared_paths)
     droot.write_meta(name, new_meta)
@@ -1055,7 +1054,7 @@ def populate_slot(
         raise
     fsync_dir(droot.slots_dir)
     fsync_dir(droot.stage_dir)
-    save_manifest(slot_manifest_path(droot, target), staged.tree, source_digest=staged.source.digest, shared=shared_paths)
+    save_tree_manifest(droot, slot_manifest_path(droot, target), staged.tree, staged.source, shared_paths)
     new_meta = _meta(old_meta, target, STATUS_COMPLETE, staged.source, staged.tree, src, shared_paths)
     new_meta['release'] = label
     droot.write_slot_meta(target, new_meta)

@@ -70,7 +70,6 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     is_tar_path,
     load_manifest,
     manifest_from_tar,
-    save_manifest,
     scan_tar,
     verify_tree,
     with_shared,
@@ -89,6 +88,8 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._release import (
     ReleaseError,
     _default_gid,
     _sync_filesystem,
+    load_tree_manifest,
+    save_tree_manifest,
     _diff,
     _make_dirs,
     _meta,
@@ -545,7 +546,7 @@ def _recorded(droot: DeployRoot, slot: str, old_meta: dict[str, t.Any] | None, s
     if sorted(old_meta.get('shared') or []) != shared or old_meta.get('release') != label:
         return False
     try:
-        return load_manifest(slot_manifest_path(droot, slot)) == tree
+        return load_tree_manifest(slot_manifest_path(droot, slot)) == tree
     except ManifestError:
         return False
 
@@ -778,5 +779,5 @@ def _roll_back(transaction: SlotTransaction, exc: BaseException, droot: DeployRo
 def _record(droot: DeployRoot, target: str, old_meta: dict[str, t.Any] | None, source: Manifest, tree: Manifest,
             shared: list[str], label: str | None, manifest_path: str) -> None:
     """Write the slot manifest, then the slot metadata (the same files ``populate_slot`` writes)."""
-    save_manifest(slot_manifest_path(droot, target), tree, source_digest=source.digest, shared=shared)
+    save_tree_manifest(droot, slot_manifest_path(droot, target), tree, source, shared)
     droot.write_slot_meta(target, _after_meta(old_meta, target, source, tree, shared, label, manifest_path))

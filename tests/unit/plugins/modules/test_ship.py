@@ -172,3 +172,14 @@ def test_report_line_reads_like_the_ship_phase_report():
     staged = report_line({'sent': dict(sent, manifest='kept', manifest_bytes=0), 'needs_migrate': True, 'release': 'v2',
                           'needs_migrate_reason': 'migrations to apply: 0004_orders'}, 'web1')
     assert 'manifest kept on the host (0 bytes); v2 staged on web1, not switched: migrations to apply: 0004_orders.' in staged
+
+
+def test_a_manifest_without_the_digest_of_its_compose_is_refused(store, tmp_path):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    out = tmp_path / 'wrong'
+    out.mkdir()
+    with pytest.raises(_delta.DeltaError, match='digest %s' % v1['id']):
+        _delta.create(v2['manifest'], v2['artifact'], str(out), compose_id=v1['id'])
+    assert os.listdir(str(out)) == []
+    made = _delta.create(v2['manifest'], v2['artifact'], str(out), compose_id=v2['id'])
+    assert made['compose_id'] == v2['id'] and made['files'] == made['total_files']

@@ -119,6 +119,38 @@ def without_nlink(snap):
     return {path: {key: value for key, value in entry.items() if key != 'nlink'} for path, entry in snap.items()}
 
 
+class Crash(BaseException):
+    """A kill of the process, as far as the code under test can tell."""
+
+
+def crash_slot_deploy_after(monkeypatch: pytest.MonkeyPatch, renames: int) -> None:
+    """Make the next slot patch die (:class:`Crash`) after ``renames`` renames of its deploy step, leaving its journal.
+
+    A crash is normally rolled back right away by the run itself; here the process "dies" instead:
+    no rollback, and the slot metadata is not restored.
+    """
+    original = _slot_patch.SlotTransaction.deploy
+    real_rename = os.rename
+    state = {'renames': 0}
+
+    def crashing_rename(src, dst):
+        state['renames'] += 1
+        if state['renames'] > renames:
+            raise Crash()
+        return real_rename(src, dst)
+
+    def deploy(self):
+        monkeypatch.setattr(os, 'rename', crashing_rename)
+        try:
+            original(self)
+        finally:
+            monkeypatch.setattr(os, 'rename', real_rename)
+
+    monkeypatch.setattr(_slot_patch.SlotTransaction, 'deploy', deploy)
+    monkeypatch.setattr(_slot_patch.SlotTransaction, 'rollback', lambda self: None)
+    monkeypatch.setattr(_slot_patch, '_restore_slot_meta', lambda *a: None)
+
+
 def test_first_patch_fills_an_empty_slot_and_records_it(env, run_module):
     result = run_module(main, args(env, env['man1'], [env['tar1']]))
     assert result['changed'] is True, result
@@ -315,30 +347,7 @@ def test_crash_mid_deploy_is_rolled_back_by_the_next_run(env, run_module, monkey
     go_live(env['root'], 'a')
     run_module(main, args(env, env['man1'], [env['tar1']]))  # b = v1
     slot_b = os.path.join(env['root'], 'slots', 'b')
-    original = _slot_patch.SlotTransaction.deploy
-    state = {'renames': 0}
-    real_rename = os.rename
-
-    class Crash(BaseException):
-        pass
-
-    def crashing_rename(src, dst):
-        state['renames'] += 1
-        if state['renames'] > 5:
-            raise Crash()
-        return real_rename(src, dst)
-
-    def deploy(self):
-        monkeypatch.setattr(os, 'rename', crashing_rename)
-        try:
-            original(self)
-        finally:
-            monkeypatch.setattr(os, 'rename', real_rename)
-
-    monkeypatch.setattr(_slot_patch.SlotTransaction, 'deploy', deploy)
-    # a crash (BaseException, as a kill would be) is rolled back right away by the run itself...
-    monkeypatch.setattr(_slot_patch.SlotTransaction, 'rollback', lambda self: None)  # ...unless the process dies
-    monkeypatch.setattr(_slot_patch, '_restore_slot_meta', lambda *a: None)
+    crash_slot_deploy_after(monkeypatch, 5)
     with pytest.raises(Crash):
         _slot_patch.patch_slot(env['root'], 'inactive', env['man2'], [env['tar2']], SHARED, 'v2')
     journal = os.path.join(_slot_patch.workdir_path(DeployRoot(env['root']), 'b'), 'patch-journal.json')

@@ -17,6 +17,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest,
 from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, Recovery, Workdir
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.patch import main
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_slot_patch import Crash, crash_slot_deploy_after
 
 FILES = 100
 CHANGED = 'src/f007.php'
@@ -200,29 +201,7 @@ def test_a_failed_verification_rolls_back_and_leaves_the_live_slot_untouched(env
 
 def test_a_crash_mid_deploy_recovered_leaves_the_live_slot_untouched(env, monkeypatch):
     before, links = snap(env['a']), nlinks(env['a'])
-    original = _slot_patch.SlotTransaction.deploy
-    real_rename = os.rename
-    state = {'renames': 0}
-
-    class Crash(BaseException):
-        pass
-
-    def crashing_rename(src, dst):
-        state['renames'] += 1
-        if state['renames'] > 40:
-            raise Crash()
-        return real_rename(src, dst)
-
-    def deploy(self):
-        monkeypatch.setattr(os, 'rename', crashing_rename)
-        try:
-            original(self)
-        finally:
-            monkeypatch.setattr(os, 'rename', real_rename)
-
-    monkeypatch.setattr(_slot_patch.SlotTransaction, 'deploy', deploy)
-    monkeypatch.setattr(_slot_patch.SlotTransaction, 'rollback', lambda self: None)  # the process "dies"
-    monkeypatch.setattr(_slot_patch, '_restore_slot_meta', lambda *a: None)
+    crash_slot_deploy_after(monkeypatch, 40)
     with pytest.raises(Crash):
         _slot_patch.patch_slot(env['root'], 'inactive', env['man2'], [env['delta'], env['a'], env['b']], label='v2')
     monkeypatch.undo()
