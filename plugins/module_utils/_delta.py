@@ -70,6 +70,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     load_manifest_document,
     load_manifest_with_digest,
     manifest_from_json,
+    manifest_with_digest,
     manifest_from_tar,
     normalize_member_name,
     remember_loaded,
@@ -333,16 +334,17 @@ def _remember_kept(kept: _Kept) -> None:
     _KEPT[kept.chain[0][0]] = kept
 
 
-def _trusted_manifest(raw: bytes, path: str) -> Manifest:
+def _trusted_manifest(raw: bytes, path: str, compose_id: str) -> Manifest:
     """The manifest of a full kept copy: validated when it was written (:func:`rebuild`), so its digest is what is checked."""
     try:
         doc = json.loads(raw.decode('utf-8'))
     except ValueError as exc:
         raise DeltaError('the kept manifest %s is not JSON: %s' % (path, exc)) from None
-    entries = doc.get('entries') if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
-        raise DeltaError('the kept manifest %s is not a manifest (a JSON object with an "entries" list of objects with a "path")' % path)
-    return Manifest.trusted({e['path']: e for e in entries})
+    manifest = manifest_with_digest(doc, compose_id)
+    if manifest is None:
+        raise DeltaError('the kept manifest %s is not the manifest of %s (not a list of entries with paths, or another digest)'
+                         % (path, compose_id))
+    return manifest
 
 
 def _read_kept_delta(path: str) -> dict[str, t.Any]:
@@ -390,9 +392,7 @@ def _read_kept(directory: str, compose_id: str, path: str, key: _FileKey, seen: 
             raw = _read_bytes(path)
         except OSError as exc:
             raise DeltaError('cannot read the kept manifest %s: %s' % (path, exc.strerror or exc)) from None
-        manifest = _trusted_manifest(raw, path)
-        if manifest.digest != compose_id:
-            raise DeltaError('the kept manifest %s has digest %s, not %s' % (path, manifest.digest, compose_id))
+        manifest = _trusted_manifest(raw, path, compose_id)
         kept = _Kept(manifest, 0, (key,), (compose_id,), data=raw)
     _remember_kept(kept)
     return kept

@@ -350,6 +350,16 @@ def load_manifest_with_digest(path: str, digest: str) -> tuple[Manifest, dict[st
         doc = read_json(path)
     except (OSError, ValueError):
         return None
+    manifest = manifest_with_digest(doc, digest)
+    return (manifest, doc) if manifest is not None else None
+
+
+def manifest_with_digest(doc: object, digest: str) -> Manifest | None:
+    """The manifest of the JSON document ``doc`` when its entries have exactly ``digest``, else None.
+
+    Only the shape (a list of objects with a path, no path twice) and the digest are checked, not
+    each entry: for documents named by their digest (see :func:`load_manifest_with_digest`).
+    """
     entries = doc.get('entries') if isinstance(doc, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
         return None
@@ -357,7 +367,7 @@ def load_manifest_with_digest(path: str, digest: str) -> tuple[Manifest, dict[st
     if len(by_path) != len(entries):
         return None
     manifest = Manifest.trusted(by_path)
-    return (manifest, doc) if manifest.digest == digest else None
+    return manifest if manifest.digest == digest else None
 
 
 def load_manifest(path: str) -> Manifest:
