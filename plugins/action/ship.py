@@ -34,35 +34,62 @@ MARK = '--stagehand-ship--'
 
 
 def held_query(root: str) -> str:
-    """A POSIX shell command printing what the deploy root holds: the live link, release metadata, kept composes."""
-    return ('cd %s 2>/dev/null || exit 0; readlink current; echo %s; '
+    """A POSIX shell command printing what the deploy root holds: the live link, release and slot metadata, kept composes."""
+    return ('cd %(root)s 2>/dev/null || exit 0; readlink current; echo %(mark)s; '
             'for f in .stagehand/releases/*.json; do n=${f##*/}; n=${n%%.json}; '
-            'if [ -f "$f" ] && [ -d "releases/$n" ] && [ ! -L "releases/$n" ]; then cat "$f"; echo; echo %s; fi; done; '
-            'echo %s; ls .stagehand/composes 2>/dev/null; exit 0') % (shlex.quote(root), MARK, MARK, MARK + 'end')
+            'if [ -f "$f" ] && [ -d "releases/$n" ] && [ ! -L "releases/$n" ]; then cat "$f"; echo; echo %(mark)s; fi; done; '
+            'echo %(mark)sslots; '
+            'for n in a b; do f=.stagehand/slots/$n.json; '
+            'if [ -f "$f" ] && [ -d "slots/$n" ] && [ ! -L "slots/$n" ]; then cat "$f"; echo; echo %(mark)s; fi; done; '
+            'echo %(mark)send; ls .stagehand/composes 2>/dev/null; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
 
 
-def parse_held(output: str) -> dict[str, t.Any]:
-    """What :func:`held_query` printed -> ``{live, releases, composes}`` as release_info would say it (the fields used here)."""
-    output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
-    head, sep, rest = output.partition(MARK + '\n')
-    if not sep:
-        return {'live': None, 'releases': [], 'composes': []}
-    link = head.strip()
-    live = link[len('releases/'):] if link.startswith('releases/') and '/' not in link[len('releases/'):] else None
-    metas, _sep, listing = rest.partition(MARK + 'end\n')
-    releases = []
-    for chunk in metas.split(MARK + '\n'):
+def _metas(text: str) -> list[dict[str, t.Any]]:
+    found = []
+    for chunk in text.split(MARK + '\n'):
         try:
             meta = json.loads(chunk)
         except ValueError:
             continue
         if isinstance(meta, dict) and isinstance(meta.get('name'), str):
-            releases.append({'name': meta['name'], 'status': meta.get('status'), 'manifest_digest': meta.get('manifest_digest'),
-                             'shared': meta.get('shared') or [], 'live': meta['name'] == live})
+            found.append(meta)
+    return found
+
+
+def parse_held(output: str) -> dict[str, t.Any]:
+    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes}``, as release_info says them.
+
+    ``live`` is the release (or slot) ``current`` designates, ``live_kind`` ``releases`` or ``slots``.
+    """
+    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
+    head, sep, rest = output.partition(MARK + '\n')
+    if not sep:
+        return held
+    kind, _slash, name = head.strip().partition('/')
+    if kind in ('releases', 'slots') and name and '/' not in name:
+        held.update(live=name, live_kind=kind)
+    releases, _sep, rest = rest.partition(MARK + 'slots\n')
+    slots, _sep, listing = rest.partition(MARK + 'end\n')
+    for key, text in (('releases', releases), ('slots', slots)):
+        for meta in _metas(text):
+            entry = {'name': meta['name'], 'status': meta.get('status'), 'manifest_digest': meta.get('manifest_digest'),
+                     'shared': meta.get('shared') or [], 'live': key == held['live_kind'] and meta['name'] == held['live']}
+            if key == 'slots':
+                entry['release'] = meta.get('release')
+            held[key].append(entry)
     # <hex>.json (kept whole) or <hex>.delta.json (kept as a delta against another kept compose)
-    composes = sorted({'sha256:' + name[:64] for name in listing.split()
-                       if name[64:] in ('.json', '.delta.json') and all(c in '0123456789abcdef' for c in name[:64])})
-    return {'live': live, 'releases': releases, 'composes': composes}
+    held['composes'] = sorted({'sha256:' + name[:64] for name in listing.split()
+                               if name[64:] in ('.json', '.delta.json') and all(c in '0123456789abcdef' for c in name[:64])})
+    return held
+
+
+def live_compose(held: t.Mapping[str, t.Any]) -> dict[str, str] | None:
+    """``{release, compose_id}`` of what is live (a slot by its release label), as release_info's ``live_compose``."""
+    for entry in list(held.get('releases') or []) + list(held.get('slots') or []):
+        if entry.get('live') and entry.get('status') == 'complete' and entry.get('manifest_digest'):
+            return {'release': entry.get('release') or entry['name'], 'compose_id': entry['manifest_digest']}
+    return None
 
 
 display = Display()
@@ -114,7 +141,13 @@ class ActionModule(ActionBase):
         compose = args.get('compose')
         if not isinstance(compose, dict) or not compose.get('compose_id') or not compose.get('artifact'):
             raise AnsibleActionFail('compose must be the result of stagehand.deploy.compose (compose_id, manifest, artifact); got %r' % (compose,))
+        mode = args.get('mode') or 'releases'
+        if mode not in ('releases', 'slots'):
+            raise AnsibleActionFail('mode must be releases or slots, not %r' % (mode,))
+        end_if_live = boolean(args.get('end_if_live', True), strict=False)
         held = args.get('held')
+        if mode == 'slots' and not end_if_live:
+            held = {}  # nothing to check: the phases deploy the slot
         if held is None:
             # one shell command over the open connection instead of a release_info module run
             query = self._low_level_execute_command(held_query(str(args.get('root'))), sudoable=True)
@@ -123,15 +156,19 @@ class ActionModule(ActionBase):
             held = parse_held(query.get('stdout') or '')
         if not isinstance(held, dict):
             raise AnsibleActionFail('held must be the result of stagehand.deploy.release_info, got %r' % (held,))
-        if boolean(args.get('end_if_live', True), strict=False) and any(
-                r.get('live') and r.get('name') == args.get('release') and r.get('status') == 'complete'
-                and r.get('manifest_digest') == compose['compose_id'] for r in held.get('releases') or []):
+        host = (task_vars or {}).get('inventory_hostname')
+        if end_if_live and live_compose(held) == {'release': args.get('release'), 'compose_id': compose['compose_id']}:
             result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
-                          switched=False, needs_migrate=False, previous=args.get('release'), current=args.get('release'),
-                          sent=sent_summary({}, True, 0.0))
+                          switched=False, needs_migrate=False, needs_phases=False, previous=args.get('release'),
+                          current=args.get('release'), sent=sent_summary({}, True, 0.0))
             if report:
                 display.display('%s (%s) is already live on %s: nothing was built, sent or changed.' % (
-                    args.get('release'), compose['compose_id'], (task_vars or {}).get('inventory_hostname')))
+                    args.get('release'), compose['compose_id'], host))
+            return result
+        if mode == 'slots':
+            # slots are patched and flipped by the deploy role's phases (stagehand.deploy.patch, switch)
+            result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=False,
+                          switched=False, needs_migrate=False, needs_phases=True, sent=sent_summary({}, True, 0.0))
             return result
         composes = list(held.get('composes') or [])
         manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
@@ -176,7 +213,7 @@ class ActionModule(ActionBase):
             shutil.rmtree(work, ignore_errors=True)
 
         sent = sent_summary(shipment, kept, time.monotonic() - started)
-        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live')}
+        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live', 'mode')}
         module_args['compose'] = {k: compose.get(k) for k in ('compose_id', 'manifest', 'artifact', 'signature')}
         module_args['upload'] = upload
         if isinstance(module_args.get('history'), dict):

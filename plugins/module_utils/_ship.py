@@ -195,7 +195,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
     if not os.path.isdir(root):
         raise ShipError('the deploy root %s does not exist on this host: provision it first' % root)
     result: dict[str, t.Any] = {'changed': False, 'release': name, 'compose_id': params['compose_id'], 'staged': None,
-                                'switched': False, 'needs_migrate': False, 'pending_migrations': [], 'previous': None,
+                                'switched': False, 'needs_migrate': False, 'needs_phases': False, 'pending_migrations': [], 'previous': None,
                                 'current': None, 'health': None, 'history': None, 'phases': {}, 'failed_phase': None,
                                 'signature': None, 'platform': None, 'manifest': None, 'warnings': []}
     lock_args = params.get('lock')

@@ -43,6 +43,16 @@ options:
     description: The release name (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
     type: str
     required: true
+  mode:
+    description:
+      - V(releases) stages and switches C(releases/<release>).
+      - V(slots) only ends a redeploy at once (O(end_if_live)) when the live slot already holds O(release) with
+        this compose id; otherwise it returns RV(needs_phases=true) without sending or changing anything, and the
+        slot is patched and flipped the usual way (M(stagehand.deploy.patch), M(stagehand.deploy.switch)). Read by
+        the action plugin; the module itself stages releases only.
+    type: str
+    choices: [releases, slots]
+    default: releases
   compose:
     description:
       - The compose, as M(stagehand.deploy.compose) returns it (extra keys are ignored).
@@ -317,6 +327,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+needs_phases:
+  description: With O(mode=slots), true when the live slot does not hold the release yet; nothing was sent or changed.
+  returned: always
+  type: bool
+  sample: false
 already_live:
   description: True when the release was live with this compose id already (O(end_if_live)); nothing else was done.
   returned: when O(end_if_live=true) and the release is live with the compose
@@ -446,6 +461,7 @@ def main() -> None:
         argument_spec=dict(
             root=dict(type='path', required=True),
             release=dict(type='str', required=True),
+            mode=dict(type='str', choices=['releases', 'slots'], default='releases'),
             compose=dict(type='dict', required=True, options=dict(
                 compose_id=dict(type='str', required=True),
                 manifest=dict(type='path'),
@@ -507,6 +523,9 @@ def main() -> None:
         supports_check_mode=False,
     )
     params = dict(module.params)
+    if params['mode'] == 'slots':
+        module.fail_json(msg='mode=slots: the ship module stages releases only; in slots mode its action plugin only ends a redeploy '
+                             'of the live slot, and stagehand.deploy.patch and stagehand.deploy.switch deploy the slot')
     if params['upload'] is None:
         module.fail_json(msg='upload is set by the action plugin of stagehand.deploy.ship; run the module through it')
     params['compose_id'] = params['compose']['compose_id']

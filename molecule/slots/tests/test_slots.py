@@ -18,8 +18,33 @@ VERIFY_SLOT = r'''
 import hashlib, json, os, stat, sys
 root, slot = sys.argv[1], sys.argv[2]
 top = os.path.join(root, 'slots', slot)
-doc = json.load(open(os.path.join(root, '.stagehand', 'slots', slot + '.manifest.json')))
-want = {e['path']: e for e in doc['entries']}
+state = os.path.join(root, '.stagehand')
+doc = json.load(open(os.path.join(state, 'slots', slot + '.manifest.json')))
+
+def kept(compose_id):
+    # a compose manifest the host keeps: <hex>.json whole, or <hex>.delta.json against another kept one
+    name = os.path.join(state, 'composes', compose_id.split(':', 1)[1])
+    if os.path.exists(name + '.json'):
+        return {e['path']: e for e in json.load(open(name + '.json'))['entries']}
+    delta = json.load(open(name + '.delta.json'))
+    entries = kept(delta['base'])
+    for path in delta['remove']:
+        del entries[path]
+    entries.update((e['path'], e) for e in delta['set'])
+    return entries
+
+if doc.get('derived'):
+    # the tree manifest is a reference: the compose manifest with the shared paths linked in
+    want = kept(doc['source_digest'])
+    for path in doc['shared']:
+        parts = path.split('/')
+        for depth in range(1, len(parts)):
+            want.setdefault('/'.join(parts[:depth]), {'path': '/'.join(parts[:depth]), 'type': 'dir', 'mode': '0755'})
+        for other in [p for p in want if p == path or p.startswith(path + '/')]:
+            del want[other]
+        want[path] = {'path': path, 'type': 'symlink', 'target': '../' * (2 + path.count('/')) + 'shared/' + path}
+else:
+    want = {e['path']: e for e in doc['entries']}
 found = {}
 for dirpath, dirnames, filenames in os.walk(top):
     for name in dirnames + filenames:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, parse_held, report_line
+from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, report_line
 from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _ship
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
 
@@ -64,15 +65,17 @@ def root(tmp_path):
 
 
 def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_path):
-    assert held_of(root) == {'live': None, 'releases': [], 'composes': []}
-    assert parse_held('releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--end\r\n') == {'live': 'v1', 'releases': [], 'composes': []}
+    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    crlf = 'releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--slots\r\n--stagehand-ship--end\r\n'
+    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': []}
     v1 = store.compose('v1', APP)
     ship(tmp_path, v1, root, release='v1')
     held = held_of(root)
     assert held['live'] == 'v1'
     assert held['composes'] == [v1['id']]
     assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
-    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'releases': [], 'composes': []}
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    assert live_compose(held) == {'release': 'v1', 'compose_id': v1['id']}
 
 
 def test_second_deploy_sends_one_file_hardlinks_the_rest_and_switches(store, root, tmp_path):
@@ -183,3 +186,41 @@ def test_a_manifest_without_the_digest_of_its_compose_is_refused(store, tmp_path
     assert os.listdir(str(out)) == []
     made = _delta.create(v2['manifest'], v2['artifact'], str(out), compose_id=v2['id'])
     assert made['compose_id'] == v2['id'] and made['files'] == made['total_files']
+
+
+@pytest.mark.skipif(shutil.which('ssh-keygen') is None, reason='needs ssh-keygen')
+def test_an_unsigned_compose_is_refused_when_signers_are_required(store, root, tmp_path, snapshot):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    ship(tmp_path, v1, root, release='v1')
+    key = str(tmp_path / 'signer')
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', key], check=True)
+    allowed = tmp_path / 'allowed_signers'
+    with open(key + '.pub', encoding='utf-8') as handle:
+        allowed.write_text('deploy %s\n' % ' '.join(handle.read().split()[:2]))
+    before = snapshot(os.path.join(root, 'releases'))
+    with pytest.raises(_ship.ShipError, match='is not signed') as caught:
+        ship(tmp_path, v2, root, release='v2', allowed_signers=str(allowed), identity='deploy')
+    assert 'Nothing was staged' in caught.value.msg
+    assert caught.value.result['failed_phase'] == 'verify'
+    assert snapshot(os.path.join(root, 'releases')) == before
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+    assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
+
+
+def test_held_query_reads_slots_and_the_live_slot(root):
+    for slot, label, status in (('a', 'v1', 'complete'), ('b', 'v2', 'incomplete')):
+        os.makedirs(os.path.join(root, 'slots', slot))
+        os.makedirs(os.path.join(root, '.stagehand', 'slots'), exist_ok=True)
+        with open(os.path.join(root, '.stagehand', 'slots', slot + '.json'), 'w', encoding='utf-8') as handle:
+            json.dump({'name': slot, 'status': status, 'manifest_digest': 'sha256:' + slot * 64, 'release': label, 'shared': []}, handle)
+    with open(os.path.join(root, '.stagehand', 'slots', 'a.manifest.json'), 'w', encoding='utf-8') as handle:
+        handle.write('{"version": 1, "entries": []}')  # a slot's tree manifest is not metadata
+    os.symlink('slots/a', os.path.join(root, 'current'))
+    held = held_of(root)
+    assert (held['live'], held['live_kind'], held['releases']) == ('a', 'slots', [])
+    assert [(s['name'], s['release'], s['status'], s['live']) for s in held['slots']] == [
+        ('a', 'v1', 'complete', True), ('b', 'v2', 'incomplete', False)]
+    assert live_compose(held) == {'release': 'v1', 'compose_id': 'sha256:' + 'a' * 64}
+    os.unlink(os.path.join(root, 'current'))
+    os.symlink('slots/b', os.path.join(root, 'current'))
+    assert live_compose(held_of(root)) is None  # the live slot is not complete
