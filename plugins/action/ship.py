@@ -172,7 +172,6 @@ class ActionModule(ActionBase):
             return result
         composes = list(held.get('composes') or [])
         manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
-        manifest = compose.get('manifest') or None
         for key in ('artifact', 'manifest', 'signature'):
             if compose.get(key):
                 compose[key] = os.path.expanduser(str(compose[key]))
@@ -180,15 +179,11 @@ class ActionModule(ActionBase):
         work = tempfile.mkdtemp(prefix='stagehand-ship-')
         try:
             try:
-                shipment = create(compose.get('manifest') or manifest, compose['artifact'], work, have=held.get('releases') or [],
+                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get('releases') or [],
                                   manifests=manifests, host_composes=composes, shared=args.get('shared') or [],
                                   compose_id=compose['compose_id'])
-            except DeltaError as exc:
-                raise AnsibleActionFail('cannot write what %s lacks of %s: %s' % (
-                    (task_vars or {}).get('inventory_hostname'), compose['compose_id'], exc.msg)) from None
-            if shipment['compose_id'] != compose['compose_id']:
-                raise AnsibleActionFail('the manifest %s has digest %s, not the compose id %s' % (
-                    shipment['manifest'], shipment['compose_id'], compose['compose_id']))
+            except DeltaError as exc:  # a manifest without the compose id as digest included (create checks it)
+                raise AnsibleActionFail('cannot write what %s lacks of %s: %s' % (host, compose['compose_id'], exc.msg)) from None
             kept = compose['compose_id'] in composes
             remote_tmp = self._make_tmp_path()
             upload: dict[str, t.Any] = {'manifest': self._connection._shell.join_path(remote_tmp, 'manifest.json')}
@@ -226,6 +221,5 @@ class ActionModule(ActionBase):
         self._remove_tmp_path(remote_tmp)
         result['sent'] = sent
         if report and not result.get('failed'):
-            host = (task_vars or {}).get('inventory_hostname') or self._play_context.remote_addr
-            display.display(report_line(result, str(host)))
+            display.display(report_line(result, str(host or self._play_context.remote_addr)))
         return result

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tarfile
 
 import pytest
 
@@ -17,7 +16,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils import _manifest,
 from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, Recovery, Workdir
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.patch import main
-from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_slot_patch import Crash, crash_slot_deploy_after
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_slot_patch import Crash, crash_slot_deploy_after, make_tar
 
 FILES = 100
 CHANGED = 'src/f007.php'
@@ -36,18 +35,6 @@ def write_tree(top, files, modes):
             f.write(data)
         os.chmod(full, modes.get(path, 0o644))
     return top
-
-
-def make_tar(tree, dest, only=None):
-    with tarfile.open(dest, 'w:gz') as tar:
-        for dirpath, dirnames, filenames in os.walk(tree):
-            dirnames.sort()
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, tree)
-                if only is None or rel in only:
-                    tar.add(full, rel, recursive=False)
-    return dest
 
 
 def save(manifest, path):
