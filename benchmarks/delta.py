@@ -3,12 +3,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark: deploying a 10,000-file app, stagehand.deploy against a baseline and the floor.
 
-Four cases, each timed (wall time of ansible-playbook) and counted (bytes that reached the host):
+Five cases, each timed (wall time of ansible-playbook) and counted (bytes that reached the host):
 
     (a) first deploy of v1 into an empty deploy root
     (b) redeploy of v1 (the same version again)
     (c) deploy of v2 after v1 (v2 = v1 + one changed file)
     (d) rollback to v1
+    (e) deploy of v3 after the rollback (v3 = v1 + 100 changed files, 1 %): in slots mode the first case
+        that patches a slot holding content IN PLACE (slot b, which holds v2); no target, shown for that
 
 for each way of deploying:
 
@@ -59,6 +61,7 @@ CASES = (
     ('b', 'redeploy of v1'),
     ('c', 'deploy v2 (1 file changed)'),
     ('d', 'rollback to v1'),
+    ('e', 'deploy v3 (100 files changed)'),
 )
 CASE_IDS = tuple(case for case, label in CASES)
 TARGET_REDEPLOY = 1.5     # (b) <= 1.5 x floor
@@ -150,7 +153,7 @@ def command(bench: Bench, mode: str, case: str, previous: dict[str, str], versio
     """The command line of one run: mode floor, releases, slots or baseline; case a to d (or version given)."""
     if mode == 'floor':
         return bench.playbook(None, os.path.join(HERE, 'floor.yml'))
-    version = version or {'a': 'v1', 'b': 'v1', 'c': 'v2'}.get(case)
+    version = version or {'a': 'v1', 'b': 'v1', 'c': 'v2', 'e': 'v3'}.get(case)
     if mode == 'baseline':
         if version:
             return bench.playbook(mode, os.path.join(HERE, 'baseline', 'deploy.yml'), '-e', 'version=' + version)

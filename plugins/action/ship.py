@@ -146,8 +146,6 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('mode must be releases or slots, not %r' % (mode,))
         end_if_live = boolean(args.get('end_if_live', True), strict=False)
         held = args.get('held')
-        if mode == 'slots' and not end_if_live:
-            held = {}  # nothing to check: the phases deploy the slot
         if held is None:
             # one shell command over the open connection instead of a release_info module run
             query = self._low_level_execute_command(held_query(str(args.get('root'))), sudoable=True)
@@ -165,11 +163,6 @@ class ActionModule(ActionBase):
                 display.display('%s (%s) is already live on %s: nothing was built, sent or changed.' % (
                     args.get('release'), compose['compose_id'], host))
             return result
-        if mode == 'slots':
-            # slots are patched and flipped by the deploy role's phases (stagehand.deploy.patch, switch)
-            result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=False,
-                          switched=False, needs_migrate=False, needs_phases=True, sent=sent_summary({}, True, 0.0))
-            return result
         composes = list(held.get('composes') or [])
         manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
         for key in ('artifact', 'manifest', 'signature'):
@@ -179,7 +172,7 @@ class ActionModule(ActionBase):
         work = tempfile.mkdtemp(prefix='stagehand-ship-')
         try:
             try:
-                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get('releases') or [],
+                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [],
                                   manifests=manifests, host_composes=composes, shared=args.get('shared') or [],
                                   compose_id=compose['compose_id'])
             except DeltaError as exc:  # a manifest without the compose id as digest included (create checks it)
@@ -208,7 +201,7 @@ class ActionModule(ActionBase):
             shutil.rmtree(work, ignore_errors=True)
 
         sent = sent_summary(shipment, kept, time.monotonic() - started)
-        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live', 'mode')}
+        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live')}
         module_args['compose'] = {k: compose.get(k) for k in ('compose_id', 'manifest', 'artifact', 'signature')}
         module_args['upload'] = upload
         if isinstance(module_args.get('history'), dict):

@@ -481,10 +481,11 @@ def hash_file(path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _scan_dir(top: str, strict: bool, hash_files: bool = True) -> dict[str, Entry]:
+def _scan_dir(top: str, strict: bool, hash_files: bool = True, stats: dict[str, os.stat_result] | None = None) -> dict[str, Entry]:
     """Entries of the tree below ``top``. Strict: refuse unsafe content. Lenient: report odd types as such.
 
-    Without ``hash_files``, file entries carry their size from lstat and no sha256.
+    Without ``hash_files``, file entries carry their size from lstat and no sha256. With ``stats``,
+    the lstat result of every entry is put there by path (the same call that made the entry).
     """
     found: dict[str, Entry] = {}
     stack = ['']
@@ -497,6 +498,8 @@ def _scan_dir(top: str, strict: bool, hash_files: bool = True) -> dict[str, Entr
             rel = rel_dir + '/' + name if rel_dir else name
             full = os.path.join(abs_dir, name)
             st = os.lstat(full)
+            if stats is not None:
+                stats[rel] = st
             if strict:
                 check_rel_path(rel)
             if stat.S_ISDIR(st.st_mode):
@@ -769,6 +772,26 @@ def source_manifest(src: str) -> Manifest:
     return manifest_from_tar(src)
 
 
+def stat_fingerprint(stats: t.Mapping[str, os.stat_result]) -> str:
+    """``sha256:<hex>`` over what lstat says of every entry of a tree (as :func:`_scan_dir` collects it).
+
+    Directories count by path, mode and owner; every other entry also by device, inode, size and
+    mtime (nanoseconds). Recorded right after a tree was verified against its manifest, an equal
+    fingerprint later means that no entry was added, removed, replaced, chmodded, chowned or
+    written to since (a write changes the mtime), so the sha256 recorded then still hold, without
+    reading a file. Link counts and ctimes are left out: hardlinking a file into another tree changes them.
+    """
+    h = hashlib.sha256()
+    for path in sorted(stats):
+        st = stats[path]
+        if stat.S_ISDIR(st.st_mode):
+            fields: tuple[t.Any, ...] = (path, st.st_mode, st.st_uid, st.st_gid)
+        else:
+            fields = (path, st.st_mode, st.st_uid, st.st_gid, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        h.update(('\0'.join(map(str, fields)) + '\n').encode('utf-8', 'surrogateescape'))
+    return 'sha256:' + h.hexdigest()
+
+
 # -- comparing ----------------------------------------------------------------
 def compare_entries(expected: t.Mapping[str, Entry], actual: t.Mapping[str, Entry], hasher: t.Callable[[str], str] | None = None) -> list[str]:
     """Human-readable differences between two ``path -> entry`` maps, sorted by path.
@@ -810,39 +833,37 @@ def compare_manifests(expected: Manifest, actual: Manifest) -> list[str]:
     return compare_entries({e['path']: e for e in expected}, {e['path']: e for e in actual})
 
 
-def verify_tree(top: str, manifest: Manifest, known: t.Mapping[tuple[int, int], tuple[str, int]] | None = None) -> list[str]:
+def verify_tree(top: str, manifest: Manifest, known: t.Mapping[tuple[int, int], tuple[str, int]] | None = None,
+                stats: dict[str, os.stat_result] | None = None) -> list[str]:
     """Compare the directory ``top`` with ``manifest`` exactly; return the problems (empty list = match).
 
     Reports missing and extra paths, wrong types (including device files and
     the like), modes, sizes, content hashes and symlink targets. Files are
     hashed only when their type, mode and size already match. ``known`` maps
     ``(st_dev, st_ino)`` to the ``(sha256, size)`` of files hashed moments ago
-    by the caller (the sources of hardlinks): those inodes are not read again.
+    by the caller (the sources of hardlinks): those inodes are not read again. With ``stats``, the
+    lstat result of every entry found is put there by path (see :func:`_scan_dir`).
     """
     if not os.path.isdir(top):
         return ['missing: %s is not a directory' % top]
+    seen: dict[str, os.stat_result] = {} if stats is None else stats
     try:
-        found = _scan_dir_lazy(top)
+        found = _scan_dir(top, strict=False, hash_files=False, stats=seen)
     except OSError as exc:
         return ['unreadable: %s: %s' % (exc.filename or top, exc.strerror or exc)]
 
     def hasher(path: str) -> str:
         try:
-            full = os.path.join(top, path)
             if known:
-                st = os.lstat(full)
+                st = seen[path]  # the inode the scan found; the size was compared already
                 hashed = known.get((st.st_dev, st.st_ino))
-                if hashed is not None and hashed[1] == st.st_size:
+                if hashed is not None and hashed[1] == found[path]['size']:
                     return hashed[0]
-            return hash_file(full)[0]
+            return hash_file(os.path.join(top, path))[0]
         except OSError as exc:
             return 'unreadable (%s)' % (exc.strerror or exc)
 
     return compare_entries({e['path']: e for e in manifest}, found, hasher)
-
-
-def _scan_dir_lazy(top: str) -> dict[str, Entry]:
-    return _scan_dir(top, strict=False, hash_files=False)
 
 
 # -- shared paths -------------------------------------------------------------

@@ -62,6 +62,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     SOURCE_TAR,
     Manifest,
     ManifestError,
+    _scan_dir,
     build_manifest,
     check_shared_paths,
     compare_manifests,
@@ -75,6 +76,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     scan_tar,
     source_kind,
     source_manifest,
+    stat_fingerprint,
     verify_tree,
     with_shared,
 )
@@ -230,24 +232,57 @@ def _default_gid(directory: str) -> int:
 
 # -- hardlinking ------------------------------------------------------------------
 class LinkIndex:
-    """Files of existing trees by (sha256, mode, size), to hardlink unchanged files instead of copying them."""
+    """Files of existing trees by (sha256, mode, size), to hardlink unchanged files instead of copying them.
+
+    A file is used only after checking that it still holds its content: by hashing it, or, for a
+    tree added with the ``stat_digest`` recorded when it was verified, by one lstat scan of that tree
+    (done the first time one of its files is asked for) whose :func:`._manifest.stat_fingerprint` is
+    still that digest, and the file's lstat still the one that scan saw.
+    """
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str, int], list[str]] = {}
         self._by_content: dict[tuple[str, int], list[str]] = {}
         self._verified: dict[str, bool] = {}
         self._hashed: dict[str, tuple[str, int] | None] = {}
-        # (st_dev, st_ino) -> (sha256, size) of every file hashed here, so that a tree of hardlinks to
-        # them is verified without reading the same inodes again (verify_tree's ``known``)
+        # (st_dev, st_ino) -> (sha256, size) of every file hashed (or trusted) here, so that a tree of
+        # hardlinks to them is verified without reading the same inodes again (verify_tree's ``known``)
         self.inode_hashes: dict[tuple[int, int], tuple[str, int]] = {}
+        self._tree_of: dict[str, tuple[str, str]] = {}  # file -> (tree top, its path in the tree), for trees with a digest
+        self._digests: dict[str, str] = {}
+        self._scans: dict[str, dict[str, os.stat_result] | None] = {}  # tree top -> its lstat scan, None: not trusted
 
-    def add_tree(self, top: str, manifest: Manifest) -> None:
+    def add_tree(self, top: str, manifest: Manifest, stat_digest: str | None = None) -> None:
+        if stat_digest:
+            self._digests[top] = stat_digest
         for entry in manifest:
             if entry['type'] == TYPE_FILE:
                 key = (entry['sha256'], entry['mode'], entry['size'])
                 full = os.path.join(top, *entry['path'].split('/'))
                 self._by_key.setdefault(key, []).append(full)
                 self._by_content.setdefault((entry['sha256'], entry['size']), []).append(full)
+                if stat_digest:
+                    self._tree_of[full] = (top, entry['path'])
+
+    def _trusted(self, path: str, st: os.stat_result) -> bool:
+        """Whether ``path`` (lstat ``st``) belongs to a tree whose fingerprint is still the recorded one, unchanged since the scan."""
+        found = self._tree_of.get(path)
+        if found is None:
+            return False
+        top, rel = found
+        if top not in self._scans:
+            scan: dict[str, os.stat_result] | None = {}
+            try:
+                _scan_dir(top, strict=False, hash_files=False, stats=scan)
+            except OSError:
+                scan = None
+            if scan is not None and stat_fingerprint(scan) != self._digests[top]:
+                scan = None
+            self._scans[top] = scan
+        scan = self._scans[top]
+        seen = scan.get(rel) if scan is not None else None
+        return seen is not None and (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns) == (
+            st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def content(self, entry: Entry) -> str | None:
         """A regular file with ``entry``'s content (any mode or owner), checked by hashing it now: a source to copy from."""
@@ -255,7 +290,12 @@ class LinkIndex:
             if path not in self._hashed:
                 try:
                     st = os.lstat(path)
-                    self._hashed[path] = self._hash(path, st) if stat.S_ISREG(st.st_mode) else None
+                    if not stat.S_ISREG(st.st_mode):
+                        self._hashed[path] = None
+                    elif self._trusted(path, st):
+                        self._hashed[path] = self.inode_hashes[(st.st_dev, st.st_ino)] = (entry['sha256'], entry['size'])
+                    else:
+                        self._hashed[path] = self._hash(path, st)
                 except OSError:
                     self._hashed[path] = None
             if self._hashed[path] == (entry['sha256'], entry['size']):
@@ -289,6 +329,9 @@ class LinkIndex:
                 return False
             if st.st_uid != uid or st.st_gid != gid or st.st_nlink >= MAX_NLINK:
                 return False
+            if self._trusted(path, st):
+                self.inode_hashes[(st.st_dev, st.st_ino)] = (entry['sha256'], entry['size'])
+                return True
             return self._hash(path, st) == (entry['sha256'], entry['size'])
         except OSError:
             return False
@@ -342,12 +385,19 @@ def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkInd
             status = droot.release_status(name)
         except (InvalidName, ValueError, OSError):
             continue
-        if status != STATUS_COMPLETE:
+        meta = _read_json_quietly(droot.read_meta, name) if status == STATUS_COMPLETE else None
+        if not meta:
             continue
         manifest = load_tree_manifest(release_manifest_path(droot, name))
         if manifest is not None:
-            index.add_tree(droot.release_path(name), manifest)
+            index.add_tree(droot.release_path(name), manifest, _stat_digest(meta, manifest))
     return index
+
+
+def _stat_digest(meta: t.Mapping[str, t.Any], manifest: Manifest) -> str | None:
+    """The fingerprint recorded with ``meta``, when it was taken of the tree ``manifest`` describes (else None)."""
+    digest = meta.get('stat_digest')
+    return digest if isinstance(digest, str) and meta.get('tree_digest') == manifest.digest else None
 
 
 def slot_link_index(droot: DeployRoot, index: LinkIndex | None = None) -> LinkIndex:
@@ -359,7 +409,7 @@ def slot_link_index(droot: DeployRoot, index: LinkIndex | None = None) -> LinkIn
             continue
         manifest = load_tree_manifest(slot_manifest_path(droot, slot))
         if manifest is not None:
-            index.add_tree(droot.slot_path(slot), manifest)
+            index.add_tree(droot.slot_path(slot), manifest, _stat_digest(meta, manifest))
     return index
 
 
@@ -404,10 +454,11 @@ def _link(existing: str, dest: str) -> bool:
 class Staged:
     """The outcome of staging: source and tree manifests and how files were obtained."""
 
-    def __init__(self, source: Manifest, tree: Manifest, linked: int) -> None:
+    def __init__(self, source: Manifest, tree: Manifest, linked: int, stat_digest: str | None = None) -> None:
         self.source = source
         self.tree = tree
         self.linked = linked
+        self.stat_digest = stat_digest  # of the verified tree (a slot records it, see _manifest.stat_fingerprint)
 
     @property
     def copied(self) -> int:
@@ -670,9 +721,11 @@ def stage(
             _apply_shared(staging, tree, shared)
             links = plan_links(tree, index, want_uid, want_gid)
             _relink(staging, links)
-        linked_paths = {p for p in links if _same_inode(os.path.join(staging, *p.split('/')), links[p])}
+        # a partial stage lists only the links it made (os.link succeeded); the others are checked by inode
+        linked_paths = set(links) if partial else {p for p in links if _same_inode(os.path.join(staging, *p.split('/')), links[p])}
         _finalize(staging, tree, linked_paths, uid, gid)
-        problems = verify_tree(staging, tree, index.inode_hashes)
+        stats: dict[str, os.stat_result] = {}
+        problems = verify_tree(staging, tree, index.inode_hashes, stats)
         if problems:
             raise ReleaseError('the staged tree does not match the source manifest (did the source change while it was read?): %s'
                                % _problems_text(problems), problems=problems[:MAX_PROBLEMS_RETURNED])
@@ -680,7 +733,8 @@ def stage(
     except BaseException:
         remove_tree(staging)
         raise
-    return staging, Staged(source, tree, len(linked_paths))
+    # renaming the staging directory into place changes none of its entries: the fingerprint stays true
+    return staging, Staged(source, tree, len(linked_paths), stat_fingerprint(stats))
 
 
 def _same_inode(a: str, b: str) -> bool:
@@ -849,6 +903,7 @@ def ensure_release(
     save_tree_manifest(droot, release_manifest_path(droot, name), staged.tree, staged.source, shared_paths)
     new_meta = _meta(old_meta if old_meta and old_meta.get('name') == name else None, name, STATUS_COMPLETE,
                      staged.source, staged.tree, src, shared_paths)
+    new_meta['stat_digest'] = staged.stat_digest
     droot.write_meta(name, new_meta)
     return _result(True, path, _diff(what, None, new_meta), release=name, status=STATUS_COMPLETE,
                    manifest_digest=staged.source.digest, files=staged.tree.files, bytes=staged.tree.bytes,
@@ -1057,6 +1112,7 @@ def populate_slot(
     save_tree_manifest(droot, slot_manifest_path(droot, target), staged.tree, staged.source, shared_paths)
     new_meta = _meta(old_meta, target, STATUS_COMPLETE, staged.source, staged.tree, src, shared_paths)
     new_meta['release'] = label
+    new_meta['stat_digest'] = staged.stat_digest
     droot.write_slot_meta(target, new_meta)
     if aside is not None:
         remove_tree(aside)

@@ -9,18 +9,24 @@ Order, under the deploy lock (taken first; held by someone else: refused, nothin
    copy) and must have the compose id as digest (:func:`_delta.rebuild`); with allowed signers
    its signature is verified (:func:`_signing.verify`); php-fpm must meet the platform
    requirements (:func:`_platform.check_host`). Any refusal here stages nothing.
-2. stage  -- the shared directories and ``shared/.env`` are made ready, an earlier failed
-   attempt of the release (never the live one) is removed, and the release is assembled from the
-   uploaded files and hardlinks to the releases already there (:func:`_release.ensure_release`,
-   partial), verified against the manifest and renamed into ``releases/``. Nothing live changes.
+2. stage  -- the shared directories and ``shared/.env`` are made ready. Mode ``releases``: an
+   earlier failed attempt of the release (never the live one) is removed, and the release is
+   assembled from the uploaded files and hardlinks to the releases already there
+   (:func:`_release.ensure_release`, partial), verified against the manifest and renamed into
+   ``releases/``. Mode ``slots``: the inactive slot is patched in place to the manifest as one
+   transaction (:func:`_slot_patch.patch_slot`, content from the upload or either slot). Nothing
+   live changes.
 3. migrations -- with ``migrations``, the release's migrations must all be in the record of what
    the database holds (``.stagehand/migrations.json``); when some are pending (or the record
    cannot say), the run stops here with ``needs_migrate`` and the caller migrates and switches
-   the usual way. The release stays staged.
-4. switch -- with ``switch``, :func:`_switch.switch_guarded` (no second lock): rename of
-   ``current``, post commands, health check, switching straight back when they fail, which then
-   marks the release failed. The history line is appended there; a run that stops earlier
-   appends its own (outcome ``refused`` or ``failed``).
+   the usual way. The release (or slot) stays staged.
+4. switch -- with ``switch``: in slots mode and with ``opcache``, php-fpm's opcache is first
+   invalidated for the patched slot (:func:`_opcache.invalidate`); then
+   :func:`_switch.switch_guarded` (no second lock): rename of ``current``, post commands, health
+   check, switching straight back when they fail, which then marks the release failed. The
+   history line is appended there; a run that stops earlier appends its own (outcome
+   ``refused`` or ``failed``). In slots mode a run that fails after patching the slot marks the
+   slot failed, as the deploy role's undo phase does, so that a rollback never flips to it.
 
 The lock is released whatever happens.
 """
@@ -32,19 +38,27 @@ import os
 import time
 import typing as t
 
+# Only what every run needs is imported here. The module runs from the AnsiballZ zip, where each
+# module_util is compiled from source on import: the utilities of optional steps (signatures,
+# the platform check, migrations, slots, opcache) are imported by the step that uses them.
 from ansible_collections.stagehand.deploy.plugins.module_utils import (
     _delta,
     _history,
     _lock,
-    _migrate,
-    _platform,
     _release,
-    _signing,
     _switch,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, read_json, write_bytes_atomic
+from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import TYPE_FILE, load_manifest, with_shared
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, account_id, check_release_name
-from ansible_collections.stagehand.deploy.plugins.module_utils._state import STATUS_FAILED, DeployRoot, format_utc
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
+    MODE_RELEASES,
+    MODE_SLOTS,
+    SLOT_NAMES,
+    STATUS_FAILED,
+    DeployRoot,
+    format_utc,
+)
 
 # failed_phase names; the history line times the same steps as the deploy role's phases do
 # (lock, stage -- the checks included --, migrate, then the switch's own switch and health)
@@ -81,6 +95,12 @@ def check_args(params: t.Mapping[str, t.Any]) -> None:
         _delta.compose_hex(params.get('compose_id'))
     except _delta.DeltaError as exc:
         raise ShipError(exc.msg) from None
+    mode = params.get('mode') or MODE_RELEASES
+    if mode not in (MODE_RELEASES, MODE_SLOTS):
+        raise ShipError('mode %r is invalid: use releases or slots' % (mode,))
+    opcache = params.get('opcache')
+    if opcache is not None and not (isinstance(opcache.get('socket'), str) and os.path.isabs(opcache['socket'])):
+        raise ShipError('opcache needs socket, the absolute path of the php-fpm pool\'s socket; got %r' % (opcache.get('socket'),))
     for name in params.get('shared_dirs') or []:
         if not isinstance(name, str) or not name or name.startswith('/') or '..' in name.split('/'):
             raise ShipError('shared_dirs entry %r is not a relative path inside shared/ (no "..", not absolute)' % (name,))
@@ -148,8 +168,14 @@ def prepare_shared(droot: DeployRoot, params: t.Mapping[str, t.Any]) -> bool:
     return changed
 
 
-def pending_migrations(droot: DeployRoot, release: str, migrations_dir: str, database: str | None) -> tuple[list[str], str | None]:
-    """The migrations of ``release`` the record says the database lacks, or ``([], reason)`` when the record cannot say."""
+def pending_migrations(droot: DeployRoot, tree: str, label: str, migrations_dir: str,
+                       database: str | None) -> tuple[list[str], str | None]:
+    """The migrations of the release at ``tree`` (named ``label``) the record says the database lacks.
+
+    ``([], reason)`` when the record cannot say.
+    """
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _migrate  # pylint: disable=import-outside-toplevel
+
     path = _switch.migrations_record_path(droot)
     try:
         record = read_json(path)
@@ -160,11 +186,125 @@ def pending_migrations(droot: DeployRoot, release: str, migrations_dir: str, dat
     if database is not None and record.get('database') != database:
         return [], 'the migrations record %s is about database %r, not %r' % (path, record.get('database'), database)
     try:
-        ids = [m.id for m in _migrate.scan_migrations(os.path.join(droot.release_path(release), migrations_dir))]
+        ids = [m.id for m in _migrate.scan_migrations(os.path.join(tree, migrations_dir))]
     except (_migrate.MigrateError, OSError) as exc:
-        return [], 'the migrations of %s cannot be read: %s' % (release, getattr(exc, 'msg', exc))
+        return [], 'the migrations of %s cannot be read: %s' % (label, getattr(exc, 'msg', exc))
     applied = set(record['applied'])
     return [mid for mid in ids if mid not in applied], None
+
+
+def live_label(droot: DeployRoot, mode: str) -> str | None:
+    """What is live in ``mode``, as the history names it (:meth:`DeployRoot.label`); None when nothing of that mode is."""
+    kind, name = droot.live()
+    return droot.label(kind, name) if kind == mode else None
+
+
+def stage_release(droot: DeployRoot, name: str, live: str | None, manifest: str, params: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """``releases/<name>`` from the upload and hardlinks (an earlier failed attempt removed first); the release module's result."""
+    meta = droot.read_meta(name) if os.path.isdir(droot.release_path(name)) else None
+    removed = False
+    if meta is not None and meta.get('status') == STATUS_FAILED and live != name:
+        _release.remove_release(droot.root, name)
+        removed = True
+    staged = _release.ensure_release(droot.root, name, (params.get('upload') or {}).get('archive'), shared=params.get('shared') or [],
+                                     manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True)
+    staged.pop('diff', None)
+    staged['changed'] = staged['changed'] or removed
+    if staged['status'] != 'complete':
+        raise ShipError('release %s is %s on this host, not complete: deploy it under a new release name, or remove it first'
+                        % (name, staged['status']))
+    return staged
+
+
+def _slot_is_empty(droot: DeployRoot, slot: str) -> bool:
+    """Whether ``slot`` holds nothing to patch: no directory (or an empty one) and no patch journal of it."""
+    from ansible_collections.stagehand.deploy.plugins.module_utils._slot_patch import workdir_path  # pylint: disable=import-outside-toplevel
+
+    path = droot.slot_path(slot)
+    if os.path.lexists(workdir_path(droot, slot)):
+        return False  # an interrupted patch: patch_slot recovers it first
+    if not os.path.lexists(path):
+        return True
+    return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+
+
+def stage_slot(droot: DeployRoot, name: str, manifest: str, params: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The inactive slot brought to the release; the result of the patch (or release) module for it.
+
+    A slot that holds content is patched in place as one transaction (:func:`_slot_patch.patch_slot`:
+    new content from the upload, else by sha256 from either slot). An empty slot has nothing to
+    patch: it is built aside from the upload and hardlinks to the content already on the host, then
+    renamed into place (:func:`_release.populate_slot`), as a release is. The live slot is never touched.
+    """
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _slot_patch  # pylint: disable=import-outside-toplevel
+    from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError  # pylint: disable=import-outside-toplevel
+
+    archive = (params.get('upload') or {}).get('archive')
+    slot = _release.resolve_slot(droot, 'inactive')
+    if _slot_is_empty(droot, slot):
+        filled = _release.populate_slot(droot.root, slot, archive, label=name, shared=params.get('shared') or [],
+                                        manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True)
+        filled.pop('diff', None)
+        # every file is new to the slot: all are invalidated (a pool restricting opcache's status API
+        # cannot list what it caches below the slot)
+        tree = with_shared(load_manifest(manifest), params.get('shared') or [], _release.RELEASE_DEPTH)
+        files = [entry['path'] for entry in tree if entry['type'] == TYPE_FILE]
+        filled.update(filled_empty=True, changed_files=files)
+        return filled
+    sources = ([archive] if archive else []) + [droot.slot_path(other) for other in SLOT_NAMES]
+    try:
+        patched = _slot_patch.patch_slot(droot.root, slot, manifest, sources=sources, shared=params.get('shared') or [],
+                                         label=name, owner=params.get('owner'), group=params.get('group'))
+    except PatchError as exc:
+        raise ShipError(exc.msg, {'staged': exc.result or None}) from None
+    patched.pop('diff', None)
+    patched['filled_empty'] = False
+    return patched
+
+
+def check_compose(rebuilt: t.Mapping[str, t.Any], params: t.Mapping[str, t.Any], result: dict[str, t.Any]) -> None:
+    """The signature (with ``allowed_signers``) and the platform (with ``platform``) of the rebuilt manifest; ShipError when refused."""
+    # pylint: disable=import-outside-toplevel
+    if params.get('allowed_signers'):
+        from ansible_collections.stagehand.deploy.plugins.module_utils import _signing
+        try:
+            result['signature'] = _signing.verify(rebuilt['path'], rebuilt['signature'], params['allowed_signers'],
+                                                  params.get('identity') or '')
+        except _signing.SignatureError as exc:
+            raise ShipError((getattr(exc, 'msg', None) or str(exc)).rstrip('.') + '. Nothing was staged.') from None
+    platform = params.get('platform')
+    if platform is not None and (platform.get('php') or platform.get('extensions')):
+        from ansible_collections.stagehand.deploy.plugins.module_utils import _platform
+        binary = platform.get('binary') or 'php-fpm'
+        try:
+            checked = _platform.check_host(binary, platform.get('php') or [], platform.get('extensions') or [])
+        except _platform.PlatformError as exc:
+            raise ShipError((getattr(exc, 'msg', None) or str(exc)).rstrip('.') + '. Nothing was staged.') from None
+        result['platform'] = checked
+        if checked['missing']:
+            raise ShipError(_platform.message(binary, checked) + ' Nothing was staged.')
+
+
+def invalidate_opcache(root: str, slot: str, tree: str, files: list[str], opcache: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """php-fpm's opcache invalidated below the slot ``tree`` (and for ``files``) before the flip; ShipError when it cannot be."""
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _opcache  # pylint: disable=import-outside-toplevel
+
+    try:
+        return _opcache.invalidate(root, opcache['socket'], files=files, prefix=tree, timeout=opcache.get('timeout') or _opcache.DEFAULT_TIMEOUT)
+    except _opcache.OpcacheError as exc:
+        raise ShipError('could not invalidate php-fpm\'s opcache for slot %s before the flip, so nothing went live: %s'
+                        % (slot, exc.msg)) from None
+
+
+def _mark_failed(droot: DeployRoot, mode: str, name: str, slot: str | None, reason: str) -> None:
+    """Mark the release (or in slots mode its slot) failed, so that nothing switches to it again by accident."""
+    try:
+        if mode == MODE_SLOTS and slot is not None:
+            _release.mark_slot_failed(droot.root, slot, reason=reason[:900])
+        elif mode == MODE_RELEASES:
+            _release.mark_failed(droot.root, name, reason=reason[:900])
+    except (_release.ReleaseError, OSError):
+        pass
 
 
 def _history_line(root: str, params: t.Mapping[str, t.Any], moment: datetime.datetime, outcome: str, error: str,
@@ -190,14 +330,16 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
     check_args(params)
     root = params['root']
     name = params['release']
+    mode = params.get('mode') or MODE_RELEASES
     droot = DeployRoot(root)
     moment = datetime.datetime.now(datetime.timezone.utc)
     if not os.path.isdir(root):
         raise ShipError('the deploy root %s does not exist on this host: provision it first' % root)
-    result: dict[str, t.Any] = {'changed': False, 'release': name, 'compose_id': params['compose_id'], 'staged': None,
-                                'switched': False, 'needs_migrate': False, 'needs_phases': False, 'pending_migrations': [], 'previous': None,
-                                'current': None, 'health': None, 'history': None, 'phases': {}, 'failed_phase': None,
-                                'signature': None, 'platform': None, 'manifest': None, 'warnings': []}
+    result: dict[str, t.Any] = {'changed': False, 'release': name, 'compose_id': params['compose_id'], 'mode': mode, 'slot': None,
+                                'staged': None, 'switched': False, 'needs_migrate': False, 'needs_phases': False,
+                                'pending_migrations': [], 'previous': None, 'current': None, 'health': None, 'opcache': None,
+                                'history': None, 'phases': {}, 'failed_phase': None, 'signature': None, 'platform': None,
+                                'manifest': None, 'warnings': []}
     lock_args = params.get('lock')
     token = None
     if lock_args is not None:
@@ -207,7 +349,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         except _lock.LockHeld as exc:
             refused = dict(result, failed_phase=PHASE_LOCK, lock={'holder': exc.holder})
             _timed(refused['phases'], PHASE_LOCK, clock() - started)
-            refused['history'] = _history_line(root, params, moment, 'refused', exc.msg, droot.live_release(), refused['phases'])
+            refused['history'] = _history_line(root, params, moment, 'refused', exc.msg, live_label(droot, mode), refused['phases'])
             raise ShipError(exc.msg, refused) from None
         except _lock.LockError as exc:
             raise ShipError(exc.msg, dict(result, failed_phase=PHASE_LOCK)) from None
@@ -215,100 +357,92 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         _timed(result['phases'], PHASE_LOCK, clock() - started)
         result['warnings'].extend(got['warnings'])
     phase, started = PHASE_CHECK, clock()
-    live = droot.live_release()
+    live = live_label(droot, mode)
     result['previous'] = result['current'] = live
     outcome = 'refused'
+    slot: str | None = None  # in slots mode, the slot this run patched: marked failed when the run fails after that
     try:
         upload = params.get('upload') or {}
         rebuilt = _delta.rebuild(root, params['compose_id'], upload['manifest'], upload.get('manifest_delta'))
         result['manifest'] = rebuilt['path']
         result['changed'] |= bool(rebuilt['pruned'])
-        if params.get('allowed_signers'):
-            result['signature'] = _signing.verify(rebuilt['path'], rebuilt['signature'], params['allowed_signers'],
-                                                  params.get('identity') or '')
-        platform = params.get('platform')
-        if platform is not None and (platform.get('php') or platform.get('extensions')):
-            checked = _platform.check_host(platform.get('binary') or 'php-fpm', platform.get('php') or [], platform.get('extensions') or [])
-            result['platform'] = checked
-            if checked['missing']:
-                raise ShipError(_platform.message(platform.get('binary') or 'php-fpm', checked) + ' Nothing was staged.')
+        check_compose(rebuilt, params, result)
         _timed(result['phases'], phase, clock() - started)
 
         phase, started, outcome = PHASE_STAGE, clock(), 'failed'
         result['changed'] |= prepare_shared(droot, params)
-        meta = droot.read_meta(name) if os.path.isdir(droot.release_path(name)) else None
-        if meta is not None and meta.get('status') == STATUS_FAILED and live != name:
-            _release.remove_release(root, name)
-            result['changed'] = True
-        staged = _release.ensure_release(root, name, upload.get('archive'), shared=params.get('shared') or [],
-                                         manifest_path=rebuilt['path'], owner=params.get('owner'), group=params.get('group'),
-                                         partial=True)
-        staged.pop('diff', None)
+        if mode == MODE_SLOTS:
+            staged = stage_slot(droot, name, rebuilt['path'], params)
+            slot = result['slot'] = staged['slot']
+            tree = staged['path']
+        else:
+            staged = stage_release(droot, name, live, rebuilt['path'], params)
+            tree = droot.release_path(name)
         result['staged'] = staged
         result['changed'] |= staged['changed']
-        if staged['status'] != 'complete':
-            raise ShipError('release %s is %s on this host, not complete: deploy it under a new release name, or remove it first'
-                            % (name, staged['status']))
         _timed(result['phases'], phase, clock() - started)
 
         migrations = params.get('migrations')
         if migrations is not None:
             phase, started = PHASE_MIGRATIONS, clock()
-            pending, reason = pending_migrations(droot, name, migrations['dir'], migrations.get('database'))
+            pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'))
             _timed(result['phases'], phase, clock() - started)
             if pending or reason:
+                slot = None  # staged and kept: the caller migrates, then switches to it
                 result.update(needs_migrate=True, pending_migrations=pending, needs_migrate_reason=reason or
                               'migrations to apply: %s' % ', '.join(pending))
                 return result
 
         switch = params.get('switch')
         if switch is None:
+            slot = None
             return result
         phase = PHASE_SWITCH
+        opcache = params.get('opcache')
+        if mode == MODE_SLOTS and opcache is not None:
+            started = clock()
+            result['opcache'] = invalidate_opcache(root, t.cast(str, slot), tree, staged.get('changed_files') or [], opcache)
+            _timed(result['phases'], PHASE_SWITCH, clock() - started)
         history = params.get('history')
         if history is not None:
             history = dict(history, phases=dict(history.get('phases') or {}, **result['phases']))
+        target = {'release': name} if mode == MODE_RELEASES else {'target': slot}
         try:
             switched = _switch.switch_guarded(
-                root, history=history, now=moment, mode='releases', release=name,
+                root, history=history, now=moment, mode=mode,
                 post_commands=_switch.check_post_commands(switch.get('post_commands') or []),
                 health_url=switch.get('health_url'),
                 health_release_header=switch.get('health_release_header') or _switch.DEFAULT_RELEASE_HEADER,
                 health_timeout=switch.get('health_timeout') if switch.get('health_timeout') is not None else _switch.DEFAULT_HEALTH_TIMEOUT,
-                revert_on_failure=True, run_command=run_command)
+                revert_on_failure=True, run_command=run_command, **target)
         except _switch.GuardedFailure as exc:
             failed = exc.result
-            result.update(switched=False, current=failed.get('current', live), health=failed.get('health'), history=failed.get('history'),
+            went_live = bool(failed.get('reverted')) or failed.get('current') == (name if mode == MODE_RELEASES else slot)
+            result.update(switched=False, current=live_label(droot, mode), health=failed.get('health'), history=failed.get('history'),
                           failed_phase=PHASE_SWITCH, changed=True)
-            if failed.get('reverted') or failed.get('current') == name:  # it went live: never again by accident
-                try:
-                    _release.mark_failed(root, name, reason='%s: %s' % (PHASE_SWITCH, exc.msg[:900]))
-                except _release.ReleaseError:
-                    pass
+            if went_live or mode == MODE_SLOTS:  # it went live (or, a slot, was patched): never again by accident
+                _mark_failed(droot, mode, name, slot, '%s: %s' % (PHASE_SWITCH, exc.msg))
             raise ShipError(exc.msg, result) from None
-        result.update(switched=switched.get('previous') != switched.get('current'), current=switched.get('current'),
-                      previous=switched.get('previous'), health=switched.get('health'), history=switched.get('history'),
+        slot = None
+        result.update(switched=switched.get('previous') != switched.get('current'), current=live_label(droot, mode),
+                      previous=live, health=switched.get('health'), history=switched.get('history'),
                       post_commands=switched.get('post_commands'))
         result['changed'] = True
         result['warnings'].extend(switched.get('warnings') or [])
         return result
     except ShipError as exc:
-        if exc.result:
+        if exc.result.get('failed_phase'):
             raise
-        _timed(result['phases'], phase, clock() - started)
-        result.update(failed_phase=phase, history=_history_line(root, params, moment, outcome, exc.msg, live, result['phases']))
-        raise ShipError(exc.msg, result) from None
-    except (_delta.DeltaError, _release.ReleaseError, _signing.SignatureError, _platform.PlatformError) as exc:
+        result.update({k: v for k, v in exc.result.items() if v is not None})
+        return _failed(droot, params, moment, result, phase, clock() - started, outcome, exc.msg, live, mode, slot)
+    except (_delta.DeltaError, _release.ReleaseError) as exc:
         msg = getattr(exc, 'msg', None) or str(exc)
-        if phase == PHASE_CHECK or isinstance(exc, _signing.SignatureError):
+        if phase == PHASE_CHECK:
             msg = msg.rstrip('.') + '. Nothing was staged.'
-        _timed(result['phases'], phase, clock() - started)
-        result.update(failed_phase=phase, history=_history_line(root, params, moment, outcome, msg, live, result['phases']))
-        raise ShipError(msg, result) from None
+        return _failed(droot, params, moment, result, phase, clock() - started, outcome, msg, live, mode, slot)
     except (OSError, ValueError) as exc:
         msg = 'could not %s release %s in %s: %s' % (phase, name, root, exc)
-        result.update(failed_phase=phase, history=_history_line(root, params, moment, 'failed', msg, live, result['phases']))
-        raise ShipError(msg, result) from None
+        return _failed(droot, params, moment, result, phase, 0.0, 'failed', msg, live, mode, slot)
     finally:
         if token is not None:
             try:
@@ -316,3 +450,14 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
                 result['warnings'].extend(released['warnings'])
             except OSError as exc:
                 result['warnings'].append('the deploy lock %s could not be released: %s' % (droot.lock_path, exc))
+
+
+def _failed(droot: DeployRoot, params: t.Mapping[str, t.Any], moment: datetime.datetime, result: dict[str, t.Any], phase: str,
+            seconds: float, outcome: str, msg: str, live: str | None, mode: str, slot: str | None) -> t.NoReturn:
+    """Record a failure of ``phase`` (the slot patched, if any, marked failed; the history line) and raise it as a ShipError."""
+    if seconds:
+        _timed(result['phases'], phase, seconds)
+    if slot is not None:
+        _mark_failed(droot, mode, params['release'], slot, '%s: %s' % (phase, msg))
+    result.update(failed_phase=phase, history=_history_line(droot.root, params, moment, outcome, msg, live, result['phases']))
+    raise ShipError(msg, result)

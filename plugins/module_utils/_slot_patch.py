@@ -71,6 +71,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     load_manifest,
     manifest_from_tar,
     scan_tar,
+    stat_fingerprint,
     verify_tree,
     with_shared,
 )
@@ -103,6 +104,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._release import (
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     STATUS_COMPLETE,
+    STATUS_FAILED,
     STATUS_INCOMPLETE,
     DeployRoot,
 )
@@ -145,12 +147,15 @@ class Step:
 
 
 # -- what is there, and what must change -----------------------------------------------------
-def scan_slot(path: str) -> dict[str, Entry]:
-    """The entries below the slot directory as they are (files without sha256; odd types reported as such)."""
+def scan_slot(path: str, stats: dict[str, os.stat_result] | None = None) -> dict[str, Entry]:
+    """The entries below the slot directory as they are (files without sha256; odd types reported as such).
+
+    With ``stats``, the lstat result of every entry is put there by path.
+    """
     if not os.path.isdir(path):
         return {}
     try:
-        return _scan_dir(path, strict=False, hash_files=False)
+        return _scan_dir(path, strict=False, hash_files=False, stats=stats)
     except OSError as exc:
         raise PatchError('cannot read the slot %s: %s' % (path, exc)) from exc
 
@@ -161,20 +166,23 @@ def _kind(entry: Entry | None) -> str:
     return {TYPE_FILE: 'file', TYPE_DIR: 'dir', TYPE_SYMLINK: 'symlink'}.get(entry['type'], 'other')
 
 
-def _owner_differs(full: str, uid: int | None, gid: int | None) -> bool:
+def _owner_differs(full: str, uid: int | None, gid: int | None, st: os.stat_result | None = None) -> bool:
     if uid is None and gid is None:
         return False
-    st = os.lstat(full)
+    st = st if st is not None else os.lstat(full)
     return (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
 
 
 def plan_steps(top: str, current: dict[str, Entry], wanted: Manifest, uid: int | None = None,
-               gid: int | None = None) -> list[Step]:
+               gid: int | None = None, stats: t.Mapping[str, os.stat_result] | None = None) -> list[Step]:
     """The steps that turn the slot ``top`` (scanned as ``current``) into ``wanted``, in execution order.
 
-    Files whose type, mode and size match are hashed to decide whether they changed;
-    the sha256 found is stored in ``current`` (so the slot can serve as a content source).
+    Files whose type, mode and size match are hashed to decide whether they changed (unless
+    ``current`` has their sha256 already, see :func:`trust_record`); the sha256 found is stored in
+    ``current`` (so the slot can serve as a content source). ``stats``: the lstat results of the scan,
+    for the owner checks.
     """
+    stats = stats or {}
     removals: list[Step] = []
     mkdirs: list[Step] = []
     writes: list[Step] = []
@@ -197,12 +205,12 @@ def plan_steps(top: str, current: dict[str, Entry], wanted: Manifest, uid: int |
                 if int(new['mode'], 8) & 0o700 != 0o700 and os.geteuid() != 0:
                     # staged 0700 so that its content can be created; the wanted mode comes last
                     chmods.append(Step('chmod', path, 'dir', new, old_mode=0o700))
-            elif cur['mode'] != new['mode'] or _owner_differs(full, uid, gid):
+            elif cur['mode'] != new['mode'] or _owner_differs(full, uid, gid, stats.get(path)):
                 chmods.append(Step('chmod', path, 'dir', new, old_mode=int(cur['mode'], 8)))
         elif new['type'] == TYPE_SYMLINK:
             if cur is None:
                 writes.append(Step('symlink', path, 'absent', new))
-            elif cur['type'] != TYPE_SYMLINK or cur['target'] != new['target'] or _owner_differs(full, uid, gid):
+            elif cur['type'] != TYPE_SYMLINK or cur['target'] != new['target'] or _owner_differs(full, uid, gid, stats.get(path)):
                 writes.append(Step('symlink', path, before, new))
         elif cur is None:
             writes.append(Step('create', path, 'absent', new))
@@ -211,7 +219,7 @@ def plan_steps(top: str, current: dict[str, Entry], wanted: Manifest, uid: int |
         else:
             if 'sha256' not in cur:
                 cur['sha256'] = _hash_or_none(full)
-            if cur['sha256'] != new['sha256'] or _owner_differs(full, uid, gid):
+            if cur['sha256'] != new['sha256'] or _owner_differs(full, uid, gid, stats.get(path)):
                 writes.append(Step('update', path, before, new))
     removals.sort(key=lambda s: (-s.path.count('/'), s.path))
     chmods.sort(key=lambda s: (-s.path.count('/'), s.path))
@@ -219,6 +227,41 @@ def plan_steps(top: str, current: dict[str, Entry], wanted: Manifest, uid: int |
     for index, step in enumerate(steps):
         step.index = index
     return steps
+
+
+def trust_record(droot: DeployRoot, slot: str, meta: dict[str, t.Any] | None, current: dict[str, Entry],
+                 stats: t.Mapping[str, os.stat_result]) -> bool:
+    """Take the sha256 of the slot's files from its recorded tree manifest when lstat shows the slot unchanged since.
+
+    The slot metadata keeps ``stat_digest``, the :func:`._manifest.stat_fingerprint` of the slot taken
+    right after it was verified against that manifest (by a patch, or when it was filled). When the
+    fingerprint of the scan ``stats`` is the same, no entry was added, removed, replaced, chmodded or
+    written to since, so the recorded sha256 are put into ``current`` and no file is read to plan the
+    patch. Otherwise (no fingerprint, a crash left the slot incomplete, anything touched) nothing is
+    trusted and :func:`plan_steps` hashes what it must. Returns whether the record was trusted.
+    """
+    if not meta or meta.get('status') not in (STATUS_COMPLETE, STATUS_FAILED) or not meta.get('stat_digest'):
+        return False
+    if stat_fingerprint(stats) != meta['stat_digest']:
+        return False
+    recorded = load_tree_manifest(slot_manifest_path(droot, slot))
+    if recorded is None or recorded.digest != meta.get('tree_digest'):
+        return False
+    for path, cur in current.items():
+        rec = recorded.get(path)
+        if cur['type'] == TYPE_FILE and rec is not None and rec['type'] == TYPE_FILE and (rec['mode'], rec['size']) == (cur['mode'], cur['size']):
+            cur['sha256'] = rec['sha256']
+    return True
+
+
+def known_inodes(current: t.Mapping[str, Entry], stats: t.Mapping[str, os.stat_result]) -> dict[tuple[int, int], tuple[str, int]]:
+    """``(st_dev, st_ino) -> (sha256, size)`` of the files of a scan whose sha256 is known (hashed or trusted)."""
+    known = {}
+    for path, entry in current.items():
+        if entry['type'] == TYPE_FILE and entry.get('sha256') and path in stats:
+            st = stats[path]
+            known[(st.st_dev, st.st_ino)] = (entry['sha256'], entry['size'])
+    return known
 
 
 def _hash_or_none(path: str) -> str | None:
@@ -302,6 +345,8 @@ class SlotTransaction:
         self.entries: list[dict[str, t.Any]] = []
         self.linked = 0
         self.copied = 0
+        # (st_dev, st_ino) -> (sha256, size) of every staged file: each was checked against its sha256 when staged
+        self.known: dict[tuple[int, int], tuple[str, int]] = {}
         self._cache_dev = -1
         self._owner = (-1, -1)
 
@@ -329,7 +374,10 @@ class SlotTransaction:
                 entry['cache'] = cache
                 # for a linked file this is the inode it shares with its source: undo_entry then removes
                 # the slot's name for it only, which leaves the source's content alone
-                entry['staged_ino'] = os.lstat(cache).st_ino
+                staged = os.lstat(cache)
+                entry['staged_ino'] = staged.st_ino
+                if step.op in ('create', 'update') and step.entry:
+                    self.known[(staged.st_dev, staged.st_ino)] = (step.entry['sha256'], step.entry['size'])
             self.entries.append(entry)
         if self.linked:
             # a linked source (an archive extraction, say) may not be on disk yet: one syncfs(2) for all of them
@@ -699,8 +747,10 @@ def _check_run(droot: DeployRoot, target: str, top: str, work: Workdir, source: 
                                           % (target, work.path))
         except JournalError as exc:
             raise PatchError('%s: inspect the slot and remove the journal by hand' % exc) from exc
-    current = scan_slot(top)
-    steps = plan_steps(top, current, tree, uid, gid)
+    stats: dict[str, os.stat_result] = {}
+    current = scan_slot(top, stats)
+    trust_record(droot, target, old_meta, current, stats)
+    steps = plan_steps(top, current, tree, uid, gid, stats)
     _gather(top, current, steps, archives, dirs, None)
     recorded = _recorded(droot, target, old_meta, source, tree, shared, label)
     after = old_meta if (recorded and not steps) else _after_meta(old_meta, target, source, tree, shared, label, 'check mode')
@@ -710,22 +760,31 @@ def _check_run(droot: DeployRoot, target: str, top: str, work: Workdir, source: 
 
 
 def _after_meta(old_meta: dict[str, t.Any] | None, target: str, source: Manifest, tree: Manifest, shared: list[str],
-                label: str | None, src: str) -> dict[str, t.Any]:
+                label: str | None, src: str, stat_digest: str | None = None) -> dict[str, t.Any]:
     meta = _meta(old_meta, target, STATUS_COMPLETE, source, tree, src, shared)
     meta['release'] = label
+    meta['stat_digest'] = stat_digest
     return meta
 
 
 def _run_locked(droot: DeployRoot, target: str, top: str, work: Workdir, source: Manifest, tree: Manifest,
                 archives: list[str], dirs: list[str], uid: int | None, gid: int | None, old_meta: dict[str, t.Any] | None,
                 label: str | None, shared: list[str], manifest_path: str, diff: bool, result: dict[str, t.Any]) -> None:
-    current = scan_slot(top)
-    steps = plan_steps(top, current, tree, uid, gid)
+    stats: dict[str, os.stat_result] = {}
+    current = scan_slot(top, stats)
+    trusted = trust_record(droot, target, old_meta, current, stats)
+    result['trusted_record'] = trusted
+    steps = plan_steps(top, current, tree, uid, gid, stats)
     if not steps:
         result.update(linked=0, copied=0)
+        fingerprint = stat_fingerprint(stats)
         if not _recorded(droot, target, old_meta, source, tree, shared, label):
-            _record(droot, target, old_meta, source, tree, shared, label, manifest_path)
+            _record(droot, target, old_meta, source, tree, shared, label, manifest_path, fingerprint)
             result['changed'] = True
+        elif t.cast(dict, old_meta).get('stat_digest') != fingerprint:
+            # the content was recorded already (every file was hashed just now): only the fingerprint is
+            # refreshed, for the next patch; no change anyone relies on
+            droot.write_slot_meta(target, dict(t.cast(dict, old_meta), stat_digest=fingerprint))
         _finish_result(result, steps, droot, target, old_meta, _read_json_quietly(droot.read_slot_meta, target), diff)
         return
     extract = temp_name(droot.state_dir, 'patch-extract-' + target)
@@ -741,9 +800,14 @@ def _run_locked(droot: DeployRoot, target: str, top: str, work: Workdir, source:
         marker = dict(old_meta or {})
         marker.update({'name': target, 'status': STATUS_INCOMPLETE})
         droot.write_slot_meta(target, marker)
+        # files unchanged by the steps keep the inodes the plan hashed (or trusted); staged files were
+        # checked when staged: the verification below reads none of them again
+        known = known_inodes(current, stats)
+        known.update(transaction.known)
+        after: dict[str, os.stat_result] = {}
         try:
             transaction.deploy()
-            problems = verify_tree(top, tree)
+            problems = verify_tree(top, tree, known, after)
             if problems:
                 raise PatchError('the patched slot %s does not match the manifest: %s%s' % (
                     target, '; '.join(problems[:MAX_SHOWN]), ' and %d more' % (len(problems) - MAX_SHOWN) if len(problems) > MAX_SHOWN else ''),
@@ -755,7 +819,7 @@ def _run_locked(droot: DeployRoot, target: str, top: str, work: Workdir, source:
         remove_tree(extract)
     result['changed'] = True
     result.update(linked=transaction.linked, copied=transaction.copied)
-    _record(droot, target, old_meta, source, tree, shared, label, manifest_path)
+    _record(droot, target, old_meta, source, tree, shared, label, manifest_path, stat_fingerprint(after))
     _finish_result(result, steps, droot, target, old_meta, _read_json_quietly(droot.read_slot_meta, target), diff)
 
 
@@ -777,7 +841,7 @@ def _roll_back(transaction: SlotTransaction, exc: BaseException, droot: DeployRo
 
 
 def _record(droot: DeployRoot, target: str, old_meta: dict[str, t.Any] | None, source: Manifest, tree: Manifest,
-            shared: list[str], label: str | None, manifest_path: str) -> None:
-    """Write the slot manifest, then the slot metadata (the same files ``populate_slot`` writes)."""
+            shared: list[str], label: str | None, manifest_path: str, stat_digest: str) -> None:
+    """Write the slot manifest, then the slot metadata (the same files ``populate_slot`` writes) with the fingerprint."""
     save_tree_manifest(droot, slot_manifest_path(droot, target), tree, source, shared)
-    droot.write_slot_meta(target, _after_meta(old_meta, target, source, tree, shared, label, manifest_path))
+    droot.write_slot_meta(target, _after_meta(old_meta, target, source, tree, shared, label, manifest_path, stat_digest))

@@ -221,6 +221,20 @@ class DeployRoot:
         mode, name = self.live()
         return name if mode == MODE_RELEASES else None
 
+    def label(self, mode: str | None, name: str | None) -> str | None:
+        """How the history names what ``(mode, name)`` designates: a release by its name, a slot by its release label.
+
+        A slot without a readable label is named by the slot itself.
+        """
+        if mode != MODE_SLOTS or name is None:
+            return name
+        try:
+            meta = self.read_slot_meta(name)
+        except (OSError, ValueError):
+            meta = None
+        label = meta.get('release') if isinstance(meta, dict) else None
+        return label if isinstance(label, str) and label else name
+
     def chain(self) -> dict[str, str | None]:
         """The Plugbox chain around the live release: ``live``, ``previous`` and ``next``."""
         live = self.live_release()

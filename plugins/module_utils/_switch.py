@@ -1178,7 +1178,7 @@ def switch_guarded(
             except _lock.LockHeld as exc:
                 extra['lock']['holder'] = exc.holder
                 held_current = droot.inspect_current()  # for the history line only: what is live, not changed
-                previous = held_current['name'] if held_current['kind'] == 'symlink' else None
+                previous = droot.label(held_current['mode'], held_current['name']) if held_current['kind'] == 'symlink' else None
                 raise
             token = None if check_mode else got['token']
             extra['lock'].update(acquired=True, holder=got['holder'])
@@ -1187,7 +1187,7 @@ def switch_guarded(
 
         phase, started = PHASE_CHECK, clock()
         current = droot.inspect_current()
-        previous = current['name'] if current['kind'] == 'symlink' else None
+        previous = droot.label(current['mode'], current['name']) if current['kind'] == 'symlink' else None
         if require_live and current['mode'] is None:
             raise SwitchError('nothing is live under %s (%s), so there is nothing to roll back; releases there: %s' % (
                 droot.root, _describe_current(droot, current), describe_releases(droot)))
@@ -1198,7 +1198,7 @@ def switch_guarded(
         except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8)
             raise SwitchError('cannot read the metadata under %s: %s' % (droot.state_dir, exc)) from None
         target = plan.name if mode == MODE_RELEASES else _expected_release(plan)
-        previous = plan.previous
+        previous = droot.label(mode, plan.previous)  # in slots mode the release label of the slot, as target
         if migrations_dir is not None:
             live = current['name'] if current['mode'] == MODE_RELEASES else None
             checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database)

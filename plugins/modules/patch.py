@@ -31,6 +31,13 @@ description:
     everything back), then the slot metadata C(.stagehand/slots/<slot>.json) and the slot manifest
     C(.stagehand/slots/<slot>.manifest.json) are written, the same files M(stagehand.deploy.release) writes for
     a slot. The live slot is refused. See C(docs/slots.md)."
+  - "In slot mode the metadata also keeps C(stat_digest), a fingerprint of what lstat says of every entry of the
+    slot (device, inode, size, mtime, mode, owner) taken right after the verification. When the next patch finds
+    the same fingerprint, it plans from the recorded manifest without reading the slot's files (RV(trusted_record)),
+    Anything written to the slot since (a write changes the mtime), added, removed, chmodded or chowned changes the
+    fingerprint, and then every file is hashed to plan, as without one. The verification before the commit compares
+    every entry, and takes the sha256 of a file from the plan (unchanged inode) or from its staging (where each new
+    file was checked against its sha256) instead of reading it a second time."
 author:
   - Stagehand Deploy contributors (@stagehand-deploy)
 extends_documentation_fragment:
@@ -397,6 +404,14 @@ changed_files:
   type: list
   elements: str
   sample: [public/index.php, src/Release.php]
+trusted_record:
+  description:
+    - In slot mode, whether the patch was planned from the slot's recorded manifest without reading its files
+      (the slot metadata's C(stat_digest), the lstat fingerprint taken when the slot was last verified, still
+      matches the slot). When false, every file whose type, mode and size match was hashed to plan the patch.
+  returned: in slot mode, unless check mode or refused before planning
+  type: bool
+  sample: true
 restored:
   description: In a failure result after the deploy phase started, whether every operation was rolled back.
     When false, the journal was kept and the next run finishes the rollback.

@@ -26,6 +26,13 @@ description:
     the live one) is removed, and C(releases/<release>) is assembled from the uploaded files and hardlinks to the
     releases already on the host, verified against the manifest and renamed into place, as
     M(stagehand.deploy.release) does with O(stagehand.deploy.release#module:partial=true).
+  - With O(mode=slots), the inactive slot (C(slots/a) or C(slots/b), whichever C(current) does not point at) is
+    patched in place to the manifest instead, as one crash-safe transaction, as M(stagehand.deploy.patch) does with
+    O(stagehand.deploy.patch#module:slot=inactive). New content comes from the uploaded files or, by sha256, from
+    either slot. An empty slot has nothing to patch, so it is built aside from the uploaded files and hardlinks to the
+    other slot, then renamed into place, as a release is. With O(opcache), php-fpm's opcache is invalidated for that slot (as M(stagehand.deploy.opcache)
+    does) before C(current) is flipped to it. A run that fails after patching the slot marks the slot failed, so
+    that a rollback never flips to it.
   - With O(migrations), the release's migrations must all be in the record C(<root>/.stagehand/migrations.json) of
     what the database holds. When some are pending, or the record cannot say, the call ends with
     RV(needs_migrate=true) and the release staged but not live, so that the caller migrates and switches.
@@ -46,10 +53,8 @@ options:
   mode:
     description:
       - V(releases) stages and switches C(releases/<release>).
-      - V(slots) only ends a redeploy at once (O(end_if_live)) when the live slot already holds O(release) with
-        this compose id; otherwise it returns RV(needs_phases=true) without sending or changing anything, and the
-        slot is patched and flipped the usual way (M(stagehand.deploy.patch), M(stagehand.deploy.switch)). Read by
-        the action plugin; the module itself stages releases only.
+      - V(slots) patches the inactive slot to the release (labelled O(release)) and flips C(current) to it. With
+        O(end_if_live), a redeploy of what the live slot holds ends at once.
     type: str
     choices: [releases, slots]
     default: releases
@@ -166,6 +171,22 @@ options:
         description: The php-fpm binary asked.
         type: str
         default: php-fpm
+  opcache:
+    description:
+      - With O(mode=slots), invalidate php-fpm's opcache for the patched slot through the pool's FastCGI socket
+        before the flip (every script cached below the slot, and the files the patch changed), as
+        M(stagehand.deploy.opcache) does. When that fails, nothing goes live and the task fails. Ignored with
+        O(mode=releases), where every release has paths of its own.
+    type: dict
+    suboptions:
+      socket:
+        description: The absolute path of the php-fpm pool's socket.
+        type: str
+        required: true
+      timeout:
+        description: Seconds to wait for the answer.
+        type: float
+        default: 30.0
   allowed_signers:
     description:
       - An allowed signers file on the controller (C(ssh-keygen) format). When set, the manifest must carry a valid
@@ -328,10 +349,25 @@ EXAMPLES = r"""
 
 RETURN = r"""
 needs_phases:
-  description: With O(mode=slots), true when the live slot does not hold the release yet; nothing was sent or changed.
+  description: Always false (kept for playbooks written for earlier versions, where slots mode used the phases).
   returned: always
   type: bool
   sample: false
+mode:
+  description: The mode, V(releases) or V(slots).
+  returned: unless O(end_if_live) ended the call
+  type: str
+  sample: slots
+slot:
+  description: With O(mode=slots), the slot patched (V(a) or V(b)); null otherwise or when refused before.
+  returned: unless O(end_if_live) ended the call
+  type: str
+  sample: b
+opcache:
+  description: With O(mode=slots) and O(opcache), what the invalidation found and did (as M(stagehand.deploy.opcache) returns it).
+  returned: unless O(end_if_live) ended the call
+  type: dict
+  sample: {enabled: true, cached: [/srv/shop/slots/b/public/index.php], invalidated: [/srv/shop/slots/b/public/index.php], still_cached: []}
 already_live:
   description: True when the release was live with this compose id already (O(end_if_live)); nothing else was done.
   returned: when O(end_if_live=true) and the release is live with the compose
@@ -382,7 +418,9 @@ sent:
   sample: {files: 1, total_files: 10001, bytes: 1893, archive_bytes: 1120, manifest: delta, manifest_bytes: 612,
            manifest_delta_entries: 2, base: 'sha256:5e1f...', seconds: 0.31}
 staged:
-  description: The result of staging the release (as M(stagehand.deploy.release) returns it), or null when refused before.
+  description:
+    - The result of staging the release (as M(stagehand.deploy.release) returns it; with O(mode=slots), as
+      M(stagehand.deploy.patch) returns it for the slot), or null when refused before.
   returned: always
   type: dict
   sample: {path: /srv/shop/releases/v1.4.0, status: complete, linked: 9999, copied: 1, changed: true}
@@ -403,7 +441,7 @@ switched:
   type: bool
   sample: true
 previous:
-  description: The release live before the call.
+  description: The release live before the call (with O(mode=slots), the release label of the live slot).
   returned: always
   type: str
   sample: v1.3.2
@@ -492,6 +530,10 @@ def main() -> None:
                 extensions=dict(type='list', elements='str', default=[]),
                 binary=dict(type='str', default='php-fpm'),
             )),
+            opcache=dict(type='dict', options=dict(
+                socket=dict(type='str', required=True),
+                timeout=dict(type='float', default=30.0),
+            )),
             allowed_signers=dict(type='path'),
             identity=dict(type='str', default='deploy'),
             migrations=dict(type='dict', options=dict(
@@ -523,9 +565,6 @@ def main() -> None:
         supports_check_mode=False,
     )
     params = dict(module.params)
-    if params['mode'] == 'slots':
-        module.fail_json(msg='mode=slots: the ship module stages releases only; in slots mode its action plugin only ends a redeploy '
-                             'of the live slot, and stagehand.deploy.patch and stagehand.deploy.switch deploy the slot')
     if params['upload'] is None:
         module.fail_json(msg='upload is set by the action plugin of stagehand.deploy.ship; run the module through it')
     params['compose_id'] = params['compose']['compose_id']

@@ -156,3 +156,17 @@ def test_the_opcache_script_is_outside_the_docroots(host):
 
 def _quote(text):
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_deploys_without_a_migration_took_the_one_call_path(host):
+    """v3-slots (no new migration) and the control's v1 went in one ship call; v2 (a migration) through the phases."""
+    lines = [json.loads(line) for line in host.file('%s/.stagehand/history.jsonl' % ROOT).content_string.splitlines()]
+    deploys = [line for line in lines if line['action'] == 'deploy' and line['outcome'] == 'success']
+    assert [line['release'] for line in deploys] == ['v1', 'v2', 'v3-slots', 'v1'], deploys
+    for line in (deploys[2], deploys[3]):
+        # one call: the ship module times stage, switch and health itself; the phases would add post_switch
+        assert {'ship', 'lock', 'stage', 'switch', 'health'} <= set(line['phases']), line
+        assert 'post_switch' not in line['phases'], line
+    assert 'post_switch' in deploys[1]['phases'] and 'migrate' in deploys[1]['phases'], deploys[1]
+    # the history names slots by their release labels
+    assert [line['previous'] for line in deploys] == [None, 'v1', 'v2', 'v2'], deploys

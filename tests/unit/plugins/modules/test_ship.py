@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, report_line
-from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _ship
+from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _manifest, _release, _ship
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
 
 V2 = changed(APP, {'app/f007.php': b'<?php // changed in v2'})
@@ -25,14 +25,14 @@ def held_of(root):
     return parse_held(out)
 
 
-def ship(tmp_path, compose, root, **params):
+def ship(tmp_path, compose, root, run_command=None, **params):
     """Do what the action plugin does (delta on the 'controller', upload), then run the host side."""
     held = held_of(root)
     out = tmp_path / ('out-' + compose['id'][7:19])
     upload = tmp_path / ('upload-' + compose['id'][7:19])
     out.mkdir(exist_ok=True)
     upload.mkdir(exist_ok=True)
-    made = _delta.create(compose['manifest'], compose['artifact'], str(out), have=held['releases'],
+    made = _delta.create(compose['manifest'], compose['artifact'], str(out), have=held[params.get('mode') or 'releases'],
                          manifests=[os.path.dirname(compose['dir'])], host_composes=held['composes'], shared=['storage'])
     files = {'manifest': str(upload / 'manifest.json')}
     if made['archive']:
@@ -49,7 +49,7 @@ def ship(tmp_path, compose, root, **params):
             'shared_dirs': ['storage'], 'switch': {'post_commands': []}, 'lock': {'owner': 'alice', 'controller': 'laptop', 'purpose': 'test'},
             'history': {'action': 'deploy', 'user': 'alice', 'controller': 'laptop', 'start': '2026-11-22T10:00:00Z'}}
     args.update(params)
-    return made, _ship.run(args)
+    return made, _ship.run(args, run_command=run_command)
 
 
 @pytest.fixture
@@ -224,3 +224,36 @@ def test_held_query_reads_slots_and_the_live_slot(root):
     os.unlink(os.path.join(root, 'current'))
     os.symlink('slots/b', os.path.join(root, 'current'))
     assert live_compose(held_of(root)) is None  # the live slot is not complete
+
+
+def test_the_next_deploy_trusts_an_unchanged_release_by_its_fingerprint(store, root, tmp_path, monkeypatch):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    ship(tmp_path, v1, root, release='v1')
+    with open(os.path.join(root, '.stagehand', 'releases', 'v1.json'), encoding='utf-8') as handle:
+        meta = json.load(handle)
+    stats = {}
+    _manifest._scan_dir(os.path.join(root, 'releases', 'v1'), strict=False, hash_files=False, stats=stats)
+    assert meta['stat_digest'] == _manifest.stat_fingerprint(stats)
+    read = []
+    real = _manifest.hash_file
+    monkeypatch.setattr(_release, 'hash_file', lambda path: read.append(path) or real(path))
+    monkeypatch.setattr(_manifest, 'hash_file', lambda path: read.append(path) or real(path))
+    _made, result = ship(tmp_path, v2, root, release='v2')
+    assert result['switched'] and result['staged']['linked'] == len([p for p in APP if not p.startswith('storage/')]) - 1
+    # no file of v1 was read to check it before linking it, nor any linked file to verify v2
+    assert not [p for p in read if '/releases/v1/' in p or '/releases/v2/' in p], read
+
+
+def test_a_release_file_changed_in_place_is_not_linked(store, root, tmp_path, snapshot):
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    ship(tmp_path, v1, root, release='v1')
+    victim = os.path.join(root, 'releases', 'v1', 'app', 'f001.php')
+    st = os.lstat(victim)
+    with open(victim, 'r+b') as handle:  # same size and inode, other content: only the mtime tells
+        handle.write(b'<?php // XXX')
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    before = snapshot(os.path.join(root, 'releases'))
+    with pytest.raises(_ship.ShipError, match=r'1 file\(s\) of the manifest are neither in the partial source .*app/f001.php') as caught:
+        ship(tmp_path, v2, root, release='v2')  # the controller believes the host has f001.php: it is not sent
+    assert caught.value.result['failed_phase'] == 'stage'
+    assert snapshot(os.path.join(root, 'releases')) == before and os.readlink(os.path.join(root, 'current')) == 'releases/v1'

@@ -330,7 +330,7 @@ def test_verification_failure_rolls_everything_back(env, run_module, snapshot, m
     go_live(env['root'], 'a')
     run_module(main, args(env, env['man1'], [env['tar1']]))  # b = v1
     before = snapshot(env['root'])
-    monkeypatch.setattr(_slot_patch, 'verify_tree', lambda top, tree: ['sha256: public/index.php is wrong'])
+    monkeypatch.setattr(_slot_patch, 'verify_tree', lambda top, tree, known=None, stats=None: ['sha256: public/index.php is wrong'])
     result = run_module(main, args(env, env['man2'], [env['tar2']], release='v2'))
     assert result['failed'] is True and result['restored'] is True
     assert 'does not match the manifest' in result['msg']
