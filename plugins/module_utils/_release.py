@@ -237,7 +237,8 @@ class LinkIndex:
     A file is used only after checking that it still holds its content: by hashing it, or, for a
     tree added with the ``stat_digest`` recorded when it was verified, by one lstat scan of that tree
     (done the first time one of its files is asked for) whose :func:`._manifest.stat_fingerprint` is
-    still that digest, and the file's lstat still the one that scan saw.
+    still that digest. The type, size, mode, owner and link count of a file are then checked on the
+    lstat of that scan.
     """
 
     def __init__(self) -> None:
@@ -264,11 +265,11 @@ class LinkIndex:
                 if stat_digest:
                     self._tree_of[full] = (top, entry['path'])
 
-    def _trusted(self, path: str, st: os.stat_result) -> bool:
-        """Whether ``path`` (lstat ``st``) belongs to a tree whose fingerprint is still the recorded one, unchanged since the scan."""
+    def _scanned(self, path: str) -> os.stat_result | None:
+        """The lstat of ``path`` from the scan of its tree when that tree's fingerprint is still the recorded one, else None."""
         found = self._tree_of.get(path)
         if found is None:
-            return False
+            return None
         top, rel = found
         if top not in self._scans:
             scan: dict[str, os.stat_result] | None = {}
@@ -280,19 +281,18 @@ class LinkIndex:
                 scan = None
             self._scans[top] = scan
         scan = self._scans[top]
-        seen = scan.get(rel) if scan is not None else None
-        return seen is not None and (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns) == (
-            st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return scan.get(rel) if scan is not None else None
 
     def content(self, entry: Entry) -> str | None:
         """A regular file with ``entry``'s content (any mode or owner), checked by hashing it now: a source to copy from."""
         for path in self._by_content.get((entry['sha256'], entry['size']), [])[:MAX_LINK_CANDIDATES]:
             if path not in self._hashed:
                 try:
-                    st = os.lstat(path)
+                    seen = self._scanned(path)
+                    st = seen if seen is not None else os.lstat(path)
                     if not stat.S_ISREG(st.st_mode):
                         self._hashed[path] = None
-                    elif self._trusted(path, st):
+                    elif seen is not None:
                         self._hashed[path] = self.inode_hashes[(st.st_dev, st.st_ino)] = (entry['sha256'], entry['size'])
                     else:
                         self._hashed[path] = self._hash(path, st)
@@ -324,12 +324,13 @@ class LinkIndex:
 
     def _check(self, path: str, entry: Entry, uid: int, gid: int) -> bool:
         try:
-            st = os.lstat(path)
+            seen = self._scanned(path)  # a file of a tree found unchanged moments ago: its lstat then
+            st = seen if seen is not None else os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry['size'] or mode_string(st.st_mode) != entry['mode']:
                 return False
             if st.st_uid != uid or st.st_gid != gid or st.st_nlink >= MAX_NLINK:
                 return False
-            if self._trusted(path, st):
+            if seen is not None:
                 self.inode_hashes[(st.st_dev, st.st_ino)] = (entry['sha256'], entry['size'])
                 return True
             return self._hash(path, st) == (entry['sha256'], entry['size'])
@@ -654,12 +655,17 @@ def _stage_partial(src: str | None, kind: str | None, staging: str, expected: Ma
     for entry in delta:
         if entry['type'] == TYPE_FILE and tree.get(entry['path']) == expected.get(entry['path']):
             from_delta.setdefault(entry['sha256'], os.path.join(staging, *entry['path'].split('/')))
+    # what the partial source and the shared links put there already (a delta lists the parents of its entries)
+    present = {entry['path'] for entry in delta}
+    for path in shared:
+        present.add(path)
+        present.update(parents(path))
     links: dict[str, str] = {}
     missing: list[str] = []
     for entry in tree:  # sorted by path: parents come before their children
-        dest = os.path.join(staging, *entry['path'].split('/'))
-        if os.path.lexists(dest):
+        if entry['path'] in present:
             continue
+        dest = os.path.join(staging, *entry['path'].split('/'))
         if entry['type'] == TYPE_DIR:
             os.mkdir(dest, 0o700)
         elif entry['type'] == TYPE_SYMLINK:

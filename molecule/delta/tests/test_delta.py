@@ -1,7 +1,7 @@
 # Copyright (c) 2026, Stagehand Deploy contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Verify the host after deploying v1, v2 (only what changed shipped) and v2 again (nothing shipped)."""
+"""Verify the host after deploying v1, v2 (only what changed shipped), v2 again (nothing shipped) and the signing runs."""
 
 from __future__ import annotations
 
@@ -59,15 +59,27 @@ def test_no_upload_is_left_and_manifests_are_kept(host):
     assert not [name for name in leftovers if name.startswith('upload-')], leftovers
     kept = host.check_output('ls %s/.stagehand/composes' % ROOT).split()
     digest = {r: json.loads(host.file(ROOT + '/.stagehand/releases/%s.json' % r).content_string)['manifest_digest'][len('sha256:'):]
-              for r in ('v1', 'v2')}
-    # v1's manifest came whole and is kept whole; v2's came as a delta against v1's and is kept as that delta
-    assert sorted(kept) == sorted([digest['v1'] + '.json', digest['v2'] + '.delta.json'])
+              for r in ('v1', 'v2', 'v2-signed')}
+    # v1's manifest came whole and is kept whole; v2's came as a delta against v1's and is kept as that delta;
+    # v2-signed's too, with its signature. The composes of the refused deploys are not kept (v2-stranger's id
+    # is nowhere; v2-signed's unsigned attempt has the id of the signed one, which came later)
+    assert sorted(kept) == sorted([digest['v1'] + '.json', digest['v2'] + '.delta.json', digest['v2-signed'] + '.delta.json',
+                                   digest['v2-signed'] + '.json.sig'])
     delta = host.file('%s/.stagehand/composes/%s.delta.json' % (ROOT, digest['v2']))
     assert delta.size < host.file('%s/.stagehand/composes/%s.json' % (ROOT, digest['v1'])).size
 
 
-def test_history_has_three_successful_deploys(host):
+def test_history_has_the_deploys_the_refusals_and_the_rollback(host):
     lines = host.file(ROOT + '/.stagehand/history.jsonl').content_string.splitlines()
     history = [json.loads(line) for line in lines if line.strip()]
     assert [(e['action'], e['release'], e['outcome']) for e in history] == [
-        ('deploy', 'v1', 'success'), ('deploy', 'v2', 'success'), ('deploy', 'v2', 'success')]
+        ('deploy', 'v1', 'success'), ('deploy', 'v2', 'success'), ('deploy', 'v2', 'success'),
+        # signatures required: unsigned, then signed by a key that is not allowed, then signed by the allowed key
+        ('deploy', 'v2-signed', 'refused'), ('deploy', 'v2-stranger', 'refused'), ('deploy', 'v2-signed', 'success'),
+        ('rollback', 'v2', 'success')]
+    assert 'is not signed' in history[3]['error'] and 'not an allowed signer' in history[4]['error']
+
+
+def test_the_refused_releases_were_never_staged(host):
+    assert not host.file(ROOT + '/releases/v2-stranger').exists
+    assert not host.file(ROOT + '/.stagehand/releases/v2-stranger.json').exists

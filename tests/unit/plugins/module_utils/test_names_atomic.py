@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 
 import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import dump_json
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
 
 
@@ -64,3 +67,28 @@ def test_exchange_swaps_directory_and_symlink(tmp_path):
         pytest.skip('RENAME_EXCHANGE unsupported here: %s' % exc)
     assert os.readlink(tmp_path / 'current') == 'releases/new'
     assert (tmp_path / 'tmp-link' / 'index.php').read_text() == 'old'
+
+
+_SCALARS = [None, True, False, 0, -3, 2 ** 70, 1.5, 1e300, -0.0, 'x', '', 'é\u2028"\\\n\t', '\U0001f600', '},\n      {', '}, {']
+
+
+def _random_value(rng, depth=0):
+    roll = rng.random()
+    if depth > 3 or roll < 0.35:
+        return rng.choice(_SCALARS)
+    if roll < 0.55:
+        return {rng.choice(['a', 'b', 'é', 'path', '1', '']): _random_value(rng, depth + 1) for _n in range(rng.randint(0, 4))}
+    if roll < 0.75:  # lists of flat objects (empty ones too), as the entries of a manifest
+        return [{rng.choice(['a', 'b', 'k']): rng.choice(_SCALARS) for _k in range(rng.randint(0, 3))} for _n in range(rng.randint(0, 4))]
+    return [_random_value(rng, depth + 1) for _n in range(rng.randint(0, 4))]
+
+
+def test_dump_json_writes_exactly_what_json_dumps_with_indent_writes():
+    """State files and rebuilt manifests must keep their bytes: dump_json is json.dumps(indent=2, sort_keys=True) + newline."""
+    rng = random.Random(4)
+    for _round in range(5000):
+        value = _random_value(rng)
+        assert dump_json(value) == (json.dumps(value, indent=2, sort_keys=True) + '\n').encode('utf-8'), value
+    entries = [{'path': 'src/C%05d.php' % i, 'type': 'file', 'mode': '0644', 'sha256': '%064x' % i, 'size': i} for i in range(300)]
+    doc = {'version': 1, 'digest': 'sha256:' + '0' * 64, 'entries': entries + [{'path': 'l', 'type': 'symlink', 'target': '../x'}]}
+    assert dump_json(doc) == (json.dumps(doc, indent=2, sort_keys=True) + '\n').encode('utf-8')
