@@ -14,7 +14,8 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, report_line
 from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _manifest, _release, _ship
-from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules import test_delta
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, changed
 
 V2 = changed(APP, {'app/f007.php': b'<?php // changed in v2'})
 
@@ -52,9 +53,7 @@ def ship(tmp_path, compose, root, run_command=None, **params):
     return made, _ship.run(args, run_command=run_command)
 
 
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / 'store')
+store = test_delta.store  # the fixture: an artifact store on the "controller"
 
 
 @pytest.fixture

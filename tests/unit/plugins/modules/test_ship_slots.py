@@ -14,23 +14,17 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _ship
 from ansible_collections.stagehand.deploy.tests.unit.plugins.module_utils.fake_fastcgi import FakeServer
-from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, Store, changed
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules import test_ship
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, changed
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_opcache import FakePool
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_ship import V2, held_of, ship
 
 SAME = os.path.join('app', 'f001.php')
 
 
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / 'store')
-
-
-@pytest.fixture
-def root(tmp_path):
-    path = tmp_path / 'srv'
-    path.mkdir()
-    return str(path)
+# the fixtures of the releases-mode tests: an artifact store on the "controller", an empty deploy root
+store = test_ship.store
+root = test_ship.root
 
 
 @pytest.fixture
