@@ -421,6 +421,8 @@ staged:
   description:
     - The result of staging the release (as M(stagehand.deploy.release) returns it; with O(mode=slots), as
       M(stagehand.deploy.patch) returns it for the slot), or null when refused before.
+    - With O(mode=slots) it also has C(filled_empty), true when the slot was empty and so was built aside and renamed
+      into place (its C(changed_files) then lists every file, all of them new to the slot) rather than patched.
   returned: always
   type: dict
   sample: {path: /srv/shop/releases/v1.4.0, status: complete, linked: 9999, copied: 1, changed: true}
