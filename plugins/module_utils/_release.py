@@ -391,11 +391,11 @@ def release_link_index(droot: DeployRoot, exclude: str | None = None) -> LinkInd
             continue
         manifest = load_tree_manifest(release_manifest_path(droot, name))
         if manifest is not None:
-            index.add_tree(droot.release_path(name), manifest, _stat_digest(meta, manifest))
+            index.add_tree(droot.release_path(name), manifest, recorded_stat_digest(meta, manifest))
     return index
 
 
-def _stat_digest(meta: t.Mapping[str, t.Any], manifest: Manifest) -> str | None:
+def recorded_stat_digest(meta: t.Mapping[str, t.Any], manifest: Manifest) -> str | None:
     """The fingerprint recorded with ``meta``, when it was taken of the tree ``manifest`` describes (else None)."""
     digest = meta.get('stat_digest')
     return digest if isinstance(digest, str) and meta.get('tree_digest') == manifest.digest else None
@@ -410,7 +410,7 @@ def slot_link_index(droot: DeployRoot, index: LinkIndex | None = None) -> LinkIn
             continue
         manifest = load_tree_manifest(slot_manifest_path(droot, slot))
         if manifest is not None:
-            index.add_tree(droot.slot_path(slot), manifest, _stat_digest(meta, manifest))
+            index.add_tree(droot.slot_path(slot), manifest, recorded_stat_digest(meta, manifest))
     return index
 
 

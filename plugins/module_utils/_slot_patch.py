@@ -90,6 +90,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._release import (
     _default_gid,
     _sync_filesystem,
     load_tree_manifest,
+    recorded_stat_digest,
     save_tree_manifest,
     _diff,
     _make_dirs,
@@ -242,10 +243,8 @@ def trust_record(droot: DeployRoot, slot: str, meta: dict[str, t.Any] | None, cu
     """
     if not meta or meta.get('status') not in (STATUS_COMPLETE, STATUS_FAILED) or not meta.get('stat_digest'):
         return False
-    if stat_fingerprint(stats) != meta['stat_digest']:
-        return False
     recorded = load_tree_manifest(slot_manifest_path(droot, slot))
-    if recorded is None or recorded.digest != meta.get('tree_digest'):
+    if recorded is None or recorded_stat_digest(meta, recorded) != stat_fingerprint(stats):
         return False
     for path, cur in current.items():
         rec = recorded.get(path)
