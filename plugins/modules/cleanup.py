@@ -151,10 +151,7 @@ holder:
     expires: "2026-11-21T09:00:00Z"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._cleanup import (
     DEFAULT_KEEP,
     CleanupError,
@@ -163,7 +160,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._cleanup import (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             keep=dict(type='int', default=DEFAULT_KEEP),

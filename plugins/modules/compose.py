@@ -243,13 +243,13 @@ work:
   sample: /tmp/stagehand-compose-k2j3
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, run
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             repo=dict(type='path'),
             ref=dict(type='str'),

@@ -294,13 +294,13 @@ pruned:
   sample: []
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create, rebuild
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             operation=dict(type='str', default='create', choices=['create', 'rebuild']),
             manifest=dict(type='path'),

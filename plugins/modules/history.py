@@ -160,8 +160,7 @@ record:
     error: null
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
     ACTIONS,
     OUTCOMES,
@@ -171,7 +170,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             record=dict(type='dict', required=True, options=dict(

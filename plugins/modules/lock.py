@@ -218,10 +218,7 @@ raw:
   sample: "b'garbage'"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     DEFAULT_TTL,
     LockCorrupt,
@@ -235,7 +232,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import Dep
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),

@@ -249,10 +249,7 @@ error:
   sample: "ERROR 1064 (42000) at line 1: You have an error in your SQL syntax"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import (
     STATES,
     Client,
@@ -264,7 +261,7 @@ LISTS = ('applied', 'pending', 'irreversible', 'unknown', 'irreversible_since', 
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             path=dict(type='path'),
             release=dict(type='str'),

@@ -161,13 +161,12 @@ php:
   sample: 8.2.7
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._opcache import OpcacheError, invalidate
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             socket=dict(type='path', required=True),

@@ -445,16 +445,13 @@ diff:
       after: "<?php return ['debug' => false];\n"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._patch import PatchError, run_patch
 from ansible_collections.stagehand.deploy.plugins.module_utils._slot_patch import patch_slot
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             path=dict(type='path'),
             operations=dict(

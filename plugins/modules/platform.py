@@ -100,13 +100,13 @@ php_failed:
   sample: ["^8.3"]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._platform import PlatformError, check_host, message
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             php=dict(type='raw', default=[]),
             extensions=dict(type='list', elements='str', default=[]),

@@ -265,13 +265,13 @@ diff:
     after: "release v1.4.0: complete\nmanifest_digest: sha256:9f86...\nfiles: 1542\nbytes: 48213344\n"
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._release import ReleaseError, run
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             name=dict(type='str'),

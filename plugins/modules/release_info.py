@@ -418,8 +418,7 @@ history:
       sample: null
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._history import DEFAULT_HISTORY
 from ansible_collections.stagehand.deploy.plugins.module_utils._info import (
     INFO_MODES,
@@ -429,7 +428,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._info import (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             name=dict(type='str'),

@@ -491,13 +491,12 @@ platform:
   sample: {version: 8.2.26, missing: []}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._ship import ShipError, run
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             root=dict(type='path', required=True),
             release=dict(type='str', required=True),

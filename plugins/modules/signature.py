@@ -89,13 +89,13 @@ reason:
   sample: tampered
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._signing import SignatureError, verify
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = StagehandModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
             signature=dict(type='path'),

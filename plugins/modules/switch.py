@@ -598,10 +598,7 @@ failed_phase:
   sample: null
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
-
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._switch import (
     RELEASE_TARGETS,
     SLOT_TARGETS,
@@ -615,8 +612,8 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._switch import (
 )
 
 
-class _SwitchModule(AnsibleModule):
-    """AnsibleModule without the file attributes it adds for a returned ``path``.
+class _SwitchModule(StagehandModule):
+    """StagehandModule without the file attributes it adds for a returned ``path``.
 
     Those would overwrite the ``mode`` return value (releases/slots) with a file
     mode and add undocumented keys; ``path`` here is the new live target.
