@@ -42,6 +42,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     fsync_dir,
     temp_name,
 )
+from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, claim_decision, mark_root
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 
 DEFAULT_TTL = 3600
@@ -357,6 +358,13 @@ def _result(path: str, token: str | None, before: str | None, after: dict[str, t
     return result
 
 
+def _claimed(root: str, claim: str, moment: datetime.datetime, check_mode: bool, result: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``result`` of a lock just taken, after marking ``root`` as a deploy root when it was not marked yet."""
+    if claim != 'marked' and not check_mode:
+        mark_root(root, format_time(moment))
+    return result
+
+
 # -- public operations ------------------------------------------------------
 def acquire(
     root: str,
@@ -380,7 +388,8 @@ def acquire(
     Raises :class:`LockHeld` when another holder's lock has not expired,
     :class:`LockCorrupt` for an unreadable lock file, :class:`LockArgumentError`
     for a bad ttl or token (before touching anything), :class:`LockError` when
-    the root is not a directory. ``host`` defaults to this machine's hostname;
+    the root is not a directory or may not be a deploy root (``_root.claim_decision``:
+    nothing is written then; a new or claimable root gets its marker once the lock is held). ``host`` defaults to this machine's hostname;
     ``now`` is for tests.
     """
     check_ttl(ttl)
@@ -388,6 +397,11 @@ def acquire(
     droot = DeployRoot(root)
     path = droot.lock_path
     _check_root(droot)
+    try:
+        # the lock is the first write of every run: refuse a directory that is not a deploy root before it
+        claim = claim_decision(root)
+    except InvalidRoot as exc:
+        raise LockError(str(exc), path) from None
     if host is None:
         host = socket.gethostname()
     if not check_mode:
@@ -399,7 +413,8 @@ def acquire(
         raw, holder = _load(path)
         if raw is None:
             if check_mode or _link_new(droot.state_dir, path, content):
-                return _result(path, token, None, content, changed=True, acquired=True, holder=content)
+                return _claimed(root, claim, moment, check_mode,
+                                _result(path, token, None, content, changed=True, acquired=True, holder=content))
             continue  # somebody linked first: look at what is there now
         before = raw.decode('utf-8', errors='replace')
         if holder is None:
@@ -414,7 +429,8 @@ def acquire(
         if not is_expired(holder, moment):
             raise LockHeld(held_message(droot.root, path, holder, moment), path, holder)
         if check_mode or _take_over(droot.state_dir, path, holder, content):
-            return _result(path, token, before, content, changed=True, acquired=True, holder=content, taken_over=holder)
+            return _claimed(root, claim, moment, check_mode,
+                            _result(path, token, before, content, changed=True, acquired=True, holder=content, taken_over=holder))
         # the stale lock changed under the guard (released or taken over by someone else): re-evaluate
     raise LockError('The deploy lock %s kept changing while trying to acquire it (%d attempts); try again.' % (path, MAX_ATTEMPTS), path)
 

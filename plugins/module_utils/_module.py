@@ -20,6 +20,8 @@ import typing as t
 from ansible.module_utils.basic import PASSWORD_MATCH, AnsibleModule, heuristic_log_sanitize
 from ansible.module_utils.common.parameters import remove_values
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, check_root_path
+
 # Options whose value is never written to the target's log, at any depth: a lock token lets its
 # holder release the lock, and a file content may hold anything (the .env with the DB password).
 REDACTED_OPTIONS = frozenset(('token', 'content'))
@@ -57,7 +59,19 @@ def invocation_log_args(params: dict[str, t.Any], argument_spec: dict[str, t.Any
 
 
 class StagehandModule(AnsibleModule):
-    """``AnsibleModule`` whose invocation line in the target's journal carries no secret (see the module docstring)."""
+    """``AnsibleModule`` whose invocation line in the target's journal carries no secret (see the module docstring).
+
+    An option named ``root`` is a deploy root: a value that may not be one (``_root.check_root_path``)
+    fails the module with the reason before it does anything else.
+    """
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.params.get('root') is not None:
+            try:
+                check_root_path(self.params['root'])
+            except InvalidRoot as exc:
+                self.fail_json(msg=str(exc))
 
     def _log_invocation(self) -> None:
         log_args = invocation_log_args(self.params, self.argument_spec, self.no_log_values)

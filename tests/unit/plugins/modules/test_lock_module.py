@@ -90,8 +90,8 @@ def test_acquire_creates_root_and_writes_all_fields(run_module, root):
     assert _lock.parse_time(content['expires']) - acquired == datetime.timedelta(seconds=120)
     assert content['acquired'].endswith('Z')
     assert res['holder'] == content
-    # nothing else left in .stagehand (no temp files)
-    assert os.listdir(os.path.join(root, '.stagehand')) == ['lock']
+    # nothing else left in .stagehand (no temp files), and the new root is marked as a deploy root
+    assert sorted(os.listdir(os.path.join(root, '.stagehand'))) == ['deploy-root.json', 'lock']
     assert oct(os.stat(lock_file(root)).st_mode & 0o777) == oct(0o644)
 
 
@@ -132,7 +132,7 @@ def test_stale_lock_is_taken_over(run_module, root):
     assert res['taken_over'] == stale
     assert read(root)['token'] == 'alice-token'
     assert read(root)['owner'] == 'alice'
-    assert sorted(os.listdir(os.path.join(root, '.stagehand'))) == ['lock', 'lock.guard']
+    assert sorted(os.listdir(os.path.join(root, '.stagehand'))) == ['deploy-root.json', 'lock', 'lock.guard']
 
 
 @pytest.mark.parametrize('ttl', [0, -5])

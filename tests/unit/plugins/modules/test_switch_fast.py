@@ -17,6 +17,7 @@ import threading
 
 import pytest
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._root import mark_root
 from ansible_collections.stagehand.deploy.plugins.module_utils import _lock
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
@@ -87,6 +88,7 @@ def root(tmp_path):
     make_release(r, 'v3', [M1, M2, M3])
     os.symlink('releases/v2', str(r / 'current'))
     write_record(r, ['0001_create_visits', '0002_add_note'])
+    mark_root(str(r), '2026-01-01T00:00:00Z')  # a root this version deployed to
     return r
 
 
