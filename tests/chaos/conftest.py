@@ -1,0 +1,50 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The crash and bad-input suites share one provisioned target (see harness.py).
+
+Run by ``scripts/test chaos``: a sample of the kill points in CI, every one with
+``STAGEHAND_CHAOS_FULL=1`` (``scripts/test chaos-full``). ``STAGEHAND_CHAOS_KEEP=1`` leaves the
+container running afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from harness import REPO, Bed  # pylint: disable=import-error
+
+FULL = os.environ.get('STAGEHAND_CHAOS_FULL') == '1'
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'sample: a kill point CI runs (the others run with STAGEHAND_CHAOS_FULL=1)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if FULL:
+        return
+    skip = pytest.mark.skip(reason='not in the CI sample: STAGEHAND_CHAOS_FULL=1 runs every kill point')
+    for item in items:
+        if 'crash' in item.keywords and 'sample' not in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def bed():
+    work = os.path.join(REPO, '.build', 'chaos')
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    target = Bed(work)
+    target.start()
+    try:
+        for playbook, args in (('provision.yml', ()), ('deploy.yml', ('-e', 'version=v1')), ('deploy.yml', ('-e', 'version=v2'))):
+            run = target.run(playbook, *args)
+            assert run.rc == 0, run.output[-4000:]
+        yield target
+    finally:
+        if os.environ.get('STAGEHAND_CHAOS_KEEP') != '1':
+            target.stop()

@@ -1,0 +1,68 @@
+# Copyright (c) 2026, Stagehand Deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Print the figures of the crash and bad-input suites as the tables of docs/reliability.md.
+
+    python3 tests/chaos/report.py .build/chaos
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+
+
+def _lines(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _pct(part: int, whole: int) -> str:
+    return '%d %%' % round(100.0 * part / whole) if whole else '-'
+
+
+def main(work: str) -> int:
+    crashes = _lines(os.path.join(work, 'crash.jsonl'))
+    if crashes:
+        print('Crash suite: %d kills' % len(crashes))
+        print('| command | kill | tried | whole release served after the kill | converged on the next run |')
+        print('|---|---|---|---|---|')
+        groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+        for case in crashes:
+            groups[(case['command'], case['mode'])].append(case)
+        for (command, mode), cases in sorted(groups.items()):
+            whole = sum(1 for c in cases if c['whole'])
+            converged = sum(1 for c in cases if c['converged'])
+            print('| %s | %s | %d | %d (%s) | %d (%s) |' % (command, mode, len(cases), whole, _pct(whole, len(cases)),
+                                                           converged, _pct(converged, len(cases))))
+        whole = sum(1 for c in crashes if c['whole'])
+        converged = sum(1 for c in crashes if c['converged'])
+        print('| all | | %d | %d (%s) | %d (%s) |' % (len(crashes), whole, _pct(whole, len(crashes)), converged,
+                                                       _pct(converged, len(crashes))))
+    bad = _lines(os.path.join(work, 'badinput.jsonl'))
+    if bad:
+        print()
+        print('Bad-input suite: %d inputs' % len(bad))
+        print('| kind | tried | refused with a clear message | nothing changed |')
+        print('|---|---|---|---|')
+        kinds: dict[str, list[dict]] = collections.defaultdict(list)
+        for case in bad:
+            kinds[case['kind']].append(case)
+        for kind, cases in sorted(kinds.items()):
+            refused = sum(1 for c in cases if c['refused'])
+            unchanged = sum(1 for c in cases if c['unchanged'])
+            print('| %s | %d | %d | %d |' % (kind, len(cases), refused, unchanged))
+        refused = sum(1 for c in bad if c['refused'])
+        unchanged = sum(1 for c in bad if c['unchanged'])
+        print('| all | %d | %d (%s) | %d (%s) |' % (len(bad), refused, _pct(refused, len(bad)), unchanged, _pct(unchanged, len(bad))))
+    if not crashes and not bad:
+        print('no figures in %s' % work)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else '.build/chaos'))
