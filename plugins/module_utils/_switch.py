@@ -28,8 +28,10 @@ belongs as a release.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
+import fcntl
 import os
 import stat
 import time
@@ -437,6 +439,22 @@ def spare_link_path(droot: DeployRoot) -> str:
     return os.path.join(droot.state_dir, droot.link_name + SPARE_SUFFIX)
 
 
+@contextlib.contextmanager
+def _spare_guard(droot: DeployRoot) -> t.Iterator[None]:
+    """An exclusive flock on the ``.stagehand`` directory while the spare link is set and used.
+
+    Two switches of one root without the deploy lock must not set the spare to two targets and
+    each exchange the other's; flock on a directory that exists needs no room.
+    """
+    os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
+    fd = os.open(droot.state_dir, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def _read_spare(spare: str) -> str | None:
     try:
         return os.readlink(spare)
@@ -454,27 +472,37 @@ def point_link(droot: DeployRoot, text: str) -> None:
     creates nothing, so a prepared switch works on a full filesystem. Where the exchange is
     not supported (an old kernel, or a filesystem without RENAME_EXCHANGE, such as NFS), the
     spare is renamed over the live link instead (rename(2), still atomic and still without
-    allocating). ``current`` is never missing.
+    allocating). Where ``.stagehand`` is on another filesystem than the link, a new link is made
+    beside it and renamed over it, as before spare links. ``current`` is never missing.
     """
+    with _spare_guard(droot):
+        _point_link(droot, text)
+
+
+def _point_link(droot: DeployRoot, text: str) -> None:
     spare = spare_link_path(droot)
     if _read_spare(spare) != text:
         try:
-            os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
             _atomic.replace_symlink(spare, text)
         except OSError as exc:
             if _atomic.is_disk_full(exc):
                 raise OSError(exc.errno, '%s, and no spare link %s pointing at %s had been prepared: %s' % (
                     exc.strerror, spare, text, _atomic.disk_full_hint(droot.root))) from None
             raise
-    if os.path.lexists(droot.current):
-        try:
-            _atomic.exchange(spare, droot.current)
-        except OSError as exc:
-            if exc.errno not in _EXCHANGE_UNSUPPORTED + (errno.EXDEV,):
-                raise
+    try:
+        if os.path.lexists(droot.current):
+            try:
+                _atomic.exchange(spare, droot.current)
+            except OSError as exc:
+                if exc.errno not in _EXCHANGE_UNSUPPORTED + (errno.EXDEV,):
+                    raise
+                os.rename(spare, droot.current)
+        else:
             os.rename(spare, droot.current)
-    else:
-        os.rename(spare, droot.current)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _atomic.replace_symlink(droot.current, text)  # .stagehand is on another filesystem: a new link beside current
     _atomic.fsync_dir(droot.root)
     _atomic.fsync_dir(droot.state_dir)
 
@@ -505,8 +533,9 @@ def prepare_spare(droot: DeployRoot) -> list[str]:
     text = rollback_text(droot)
     spare = spare_link_path(droot)
     try:
-        if text is not None and _read_spare(spare) != text:
-            _atomic.replace_symlink(spare, text)
+        with _spare_guard(droot):
+            if text is not None and _read_spare(spare) != text:
+                _atomic.replace_symlink(spare, text)
         _lock.prepare_reserve(droot.state_dir)
     except OSError as exc:
         warnings.append('could not prepare %s for a rollback on a full disk: %s%s' % (

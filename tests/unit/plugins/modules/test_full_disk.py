@@ -24,6 +24,7 @@ import pytest
 from ansible_collections.stagehand.deploy.plugins.module_utils import _lock, _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.cleanup import main as cleanup_main
+from ansible_collections.stagehand.deploy.plugins.modules.history import main as history_main
 from ansible_collections.stagehand.deploy.plugins.modules.lock import main as lock_main
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main as switch_main
 from ansible_collections.stagehand.deploy.tests.unit.releases import write_release
@@ -178,3 +179,14 @@ def test_lock_on_a_full_disk_is_still_exclusive(fs, app):
     # releasing gave the lock file's room back, so the next lock fits again on the still full disk
     again = _lock.acquire(app, owner='bob', purpose='rollback')
     assert _lock.read_lock(os.path.join(app, '.stagehand', 'lock'))['token'] == again['token']
+
+
+def test_a_history_line_that_does_not_fit_leaves_no_torn_line(run_module, fs, app):
+    path = DeployRoot(app).history_path
+    before = open(path, 'rb').read()
+    fill(fs)
+    record = dict(HISTORY, action='cleanup', start='2026-12-04T10:00:00Z', outcome='failed', error='x' * 20000)
+    res = run_module(history_main, {'root': app, 'record': record})
+    assert res['failed'] is True
+    assert 'Could not append to the history' in res['msg'] and 'is full' in res['msg'], res['msg']
+    assert open(path, 'rb').read() == before
