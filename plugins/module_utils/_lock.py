@@ -42,6 +42,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
@@ -312,8 +313,12 @@ def prepare_reserve(state_dir: str) -> bool:
     full filesystem later. Raises OSError (ENOSPC among others): callers treat it as best effort.
     """
     reserve = os.path.join(state_dir, RESERVE_NAME)
-    if os.path.isfile(reserve) and not os.path.islink(reserve):
-        return False
+    try:
+        st = os.lstat(reserve)
+        if stat.S_ISREG(st.st_mode) and st.st_size >= RESERVE_BYTES:  # one given back after a failed take is smaller
+            return False
+    except FileNotFoundError:
+        pass
     tmp = temp_name(state_dir, RESERVE_NAME)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:

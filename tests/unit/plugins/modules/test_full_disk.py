@@ -190,3 +190,24 @@ def test_a_history_line_that_does_not_fit_leaves_no_torn_line(run_module, fs, ap
     assert res['failed'] is True
     assert 'Could not append to the history' in res['msg'] and 'is full' in res['msg'], res['msg']
     assert open(path, 'rb').read() == before
+
+
+def test_a_lock_that_loses_the_race_gives_the_reserve_back(fs, app, monkeypatch):
+    first = _lock.acquire(app, owner='alice', purpose='cleanup')  # taken while there is room
+    reserve = os.path.join(app, '.stagehand', _lock.RESERVE_NAME)
+    assert os.path.getsize(reserve) == _lock.RESERVE_BYTES
+    fill(fs)
+    real_load = _lock._load
+    calls = []
+
+    def late_load(path):  # bob looks just before alice's lock appears, then tries to put his in place
+        calls.append(path)
+        return (None, None) if len(calls) == 1 else real_load(path)
+    monkeypatch.setattr(_lock, '_load', late_load)
+    with pytest.raises(_lock.LockHeld):
+        _lock.acquire(app, owner='bob', purpose='rollback')
+    assert len(calls) == 2
+    assert _lock.read_lock(os.path.join(app, '.stagehand', 'lock'))['token'] == first['token']
+    # the reserve was taken, written, refused by RENAME_NOREPLACE / link, and given back
+    assert os.path.isfile(reserve)
+    assert sorted(n for n in os.listdir(os.path.join(app, '.stagehand')) if n.endswith('.tmp')) == []
