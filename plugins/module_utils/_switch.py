@@ -11,7 +11,7 @@ Order of the writes for a release that goes live for the first time (``T``,
 with ``L`` live before)::
 
     1. T.previous = L, T.next = null      (intent; T.activated stays null)
-    2. current -> releases/T              (new symlink + rename(2), fsync of the root)
+    2. current -> releases/T              (exchange with the spare link, fsync of the root; see point_link)
     3. L.next = T
     4. T.activated = now                  (commit)
 
