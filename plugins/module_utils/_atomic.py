@@ -19,7 +19,8 @@ import os
 import secrets
 import typing as t
 
-RENAME_EXCHANGE = 2  # from <linux/fs.h>
+RENAME_NOREPLACE = 1  # from <linux/fs.h>
+RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 
 _libc: t.Any = None
@@ -170,29 +171,70 @@ def replace_symlink(link: str, target: str) -> None:
     fsync_dir(directory)
 
 
-def _renameat2() -> t.Any:
+# renameat2(2) by system call number, for a C library without the wrapper (glibc < 2.28, some musl)
+_RENAMEAT2_SYSCALLS = {'x86_64': 316, 'amd64': 316, 'aarch64': 276, 'arm64': 276}
+
+
+def _renameat2() -> t.Callable[[int, bytes, int, bytes, int], int]:
+    """renameat2(2) of the C library, or by its system call number; OSError(ENOSYS) when neither is known."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
     func = getattr(_libc, 'renameat2', None)
-    if func is None:
+    if func is not None:
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        func.restype = ctypes.c_int
+        return t.cast(t.Callable[[int, bytes, int, bytes, int], int], func)
+    number = _RENAMEAT2_SYSCALLS.get(os.uname().machine)
+    syscall = getattr(_libc, 'syscall', None)
+    if number is None or syscall is None:
         raise OSError(errno.ENOSYS, 'renameat2 is not available in this C library')
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return func
+    syscall.restype = ctypes.c_long
+
+    def by_number(olddirfd: int, old: bytes, newdirfd: int, new: bytes, flags: int) -> int:
+        # variadic: every argument is passed as a long, the kernel takes the low 32 bits of the ints
+        return int(syscall(ctypes.c_long(number), ctypes.c_long(olddirfd), ctypes.c_char_p(old),
+                           ctypes.c_long(newdirfd), ctypes.c_char_p(new), ctypes.c_long(flags)))
+    return by_number
+
+
+def _rename2(path_a: str, path_b: str, flags: int) -> None:
+    func = _renameat2()
+    res = func(AT_FDCWD, os.fsencode(path_a), AT_FDCWD, os.fsencode(path_b), flags)
+    if res != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path_a, None, path_b)
 
 
 def exchange(path_a: str, path_b: str) -> None:
     """Atomically swap two existing directory entries (renameat2 with RENAME_EXCHANGE).
 
-    Raises OSError (EINVAL, ENOSYS, ...) when the kernel, C library or
+    Nothing is allocated: both entries exist before and after, only the inodes
+    they name are swapped, so this works on a full filesystem too. Raises
+    OSError (EINVAL, ENOSYS, EXDEV, ...) when the kernel, C library or
     filesystem does not support it; callers decide on a fallback.
     """
-    func = _renameat2()
-    res = func(AT_FDCWD, os.fsencode(path_a), AT_FDCWD, os.fsencode(path_b), RENAME_EXCHANGE)
-    if res != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path_a, None, path_b)
+    _rename2(path_a, path_b, RENAME_EXCHANGE)
+
+
+def rename_noreplace(src: str, dst: str) -> None:
+    """rename(2) ``src`` to ``dst`` only if ``dst`` does not exist (renameat2 with RENAME_NOREPLACE).
+
+    Raises FileExistsError when ``dst`` exists, and OSError (EINVAL, ENOSYS, ...)
+    when the kernel, C library or filesystem does not support it.
+    """
+    _rename2(src, dst, RENAME_NOREPLACE)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the filesystem (or the user's quota) running out of blocks or inodes."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_hint(path: str) -> str:
+    """What to say when a write under ``path`` failed because its filesystem is full."""
+    return ('the filesystem holding %s is full (no free block or inode): free space on it, for instance with '
+            'the cleanup entry point, which works on a full disk' % path)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -17,6 +17,13 @@ Everything else goes: failed releases first, then incomplete ones, then the
 oldest complete ones. Releases are removed with :func:`_release.remove_release`
 (renamed aside into ``.stagehand/stage/`` first, so ``releases/`` never holds
 a half-deleted release).
+
+On a full filesystem the cleanup frees room before it needs any: when setting a
+release aside fails for lack of room (``stage/`` cannot be created, say), its
+metadata and manifest are removed first, which makes it an incomplete release
+that nothing switches to, then its tree is removed in place. The deploy lock it
+runs under is written into a reserve prepared earlier (see :mod:`._lock`), and
+once room is freed the spares for the next full disk are prepared again.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import stat
 import time
 import typing as t
 
-from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir
+from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, is_disk_full
 from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     LockArgumentError,
     LockCorrupt,
@@ -36,7 +44,12 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     read_lock,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import is_release_name
-from ansible_collections.stagehand.deploy.plugins.module_utils._release import ReleaseError, remove_release, remove_tree
+from ansible_collections.stagehand.deploy.plugins.module_utils._release import (
+    ReleaseError,
+    release_manifest_path,
+    remove_release,
+    remove_tree,
+)
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     MODE_RELEASES,
     STATUS_COMPLETE,
@@ -262,7 +275,12 @@ def cleanup(root: str, token: object, keep: object = DEFAULT_KEEP, check_mode: b
     done: list[str] = []
     for release in plan['remove']:
         try:
-            remove_release(droot.root, release['name'])
+            try:
+                remove_release(droot.root, release['name'])
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                remove_in_place(droot, release['name'])
         except (ReleaseError, OSError) as exc:
             raise CleanupError('removing release %s failed: %s; removed before it: %s' % (
                 release['name'], getattr(exc, 'msg', None) or exc, ', '.join(done) or 'nothing'), removed=done) from None
@@ -283,4 +301,24 @@ def cleanup(root: str, token: object, keep: object = DEFAULT_KEEP, check_mode: b
             raise CleanupError('removing the dump %s failed: %s' % (path, exc), removed=done) from None
     if plan['dumps']:
         fsync_dir(dumps_dir(droot))
+    # now that there is room again: the spare link and the lock reserve for the next full disk
+    warnings.extend(_switch.prepare_spare(droot))
     return _result(plan, True, warnings)
+
+
+def remove_in_place(droot: DeployRoot, name: str) -> None:
+    """Remove release ``name`` without needing any room: metadata and manifest first, then the tree where it is.
+
+    Once its metadata is gone the release is incomplete, so an interrupted removal leaves a
+    directory that no switch takes without force and that the next cleanup removes.
+    """
+    for meta_file in (droot.meta_path(name), release_manifest_path(droot, name)):
+        try:
+            os.unlink(meta_file)
+        except FileNotFoundError:
+            continue
+        fsync_dir(os.path.dirname(meta_file))
+    path = droot.release_path(name)
+    if os.path.lexists(path):
+        remove_tree(path)
+        fsync_dir(droot.releases_dir)

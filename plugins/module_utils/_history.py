@@ -168,7 +168,10 @@ def _check_root(droot: DeployRoot) -> None:
 
 
 def append_line(path: str, line: bytes) -> None:
-    """Append ``line`` to ``path`` with one write(2) on an O_APPEND descriptor, then fsync.
+    """Append ``line`` to ``path`` with write(2) on an O_APPEND descriptor, then fsync.
+
+    A write that fails part way (a full filesystem) is undone: the file is truncated back to
+    its size before, so no torn line is left behind, and the OSError (ENOSPC) is raised.
 
     If the file does not end with a newline (a torn write after a crash), the
     line is preceded by one, in the same write. Appenders hold ``flock`` on the
@@ -183,9 +186,16 @@ def append_line(path: str, line: bytes) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b'\n':
             line = b'\n' + line
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError('short write to %s: %d of %d bytes' % (path, written, len(line)))
+        try:
+            view = memoryview(line)
+            while view:  # a short write is followed by another, which says why it stopped (ENOSPC, say)
+                view = view[os.write(fd, view):]
+        except OSError:
+            try:
+                os.ftruncate(fd, size)  # no torn line left behind
+            except OSError:
+                pass
+            raise
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -24,6 +24,13 @@ Protocol (no check-then-write anywhere):
   file lets two processes lock two different inodes).
 * A lock file that cannot be parsed is treated as held: it is never taken
   over automatically.
+* **On a full filesystem** (no block or inode for the temporary file) the
+  content is written in place into ``.stagehand/lock.reserve``, a file of
+  :data:`RESERVE_BYTES` prepared by every switch and cleanup while there is
+  room (:func:`prepare_reserve`), which is then renamed to the temporary
+  name; and where ``link(2)`` itself needs room (tmpfs counts a link like an
+  inode) the lock is put in place by ``renameat2(RENAME_NOREPLACE)``, as
+  exclusive as the link. Releasing unlinks the lock, which gives its room back.
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ import json
 import os
 import secrets
 import socket
+import stat
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     dump_json,
     fsync_dir,
+    is_disk_full,
+    rename_noreplace,
     temp_name,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, claim_decision, mark_root
@@ -47,6 +57,8 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import Dep
 
 DEFAULT_TTL = 3600
 GUARD_NAME = 'lock.guard'
+RESERVE_NAME = 'lock.reserve'
+RESERVE_BYTES = 4096
 MAX_TOKEN_LENGTH = 256
 RAW_HEAD_BYTES = 200
 # Bounded retries when the lock changes under us between reading and acting
@@ -266,7 +278,12 @@ def _write_tmp(directory: str, content: dict[str, t.Any]) -> str:
     """Write ``content`` to a new unique file in ``directory``, fsynced; return its path."""
     tmp = temp_name(directory, 'lock')
     data = dump_json(content)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        return _write_reserve(directory, data, exc)
     try:
         try:
             view = memoryview(data)
@@ -289,6 +306,69 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+# -- the reserve: a lock on a full filesystem ------------------------------
+def prepare_reserve(state_dir: str) -> bool:
+    """Make sure ``.stagehand/lock.reserve`` exists with :data:`RESERVE_BYTES` allocated; True if it was made now.
+
+    Called while there is room (by every switch and cleanup), so that a lock can be written on a
+    full filesystem later. Raises OSError (ENOSPC among others): callers treat it as best effort.
+    """
+    reserve = os.path.join(state_dir, RESERVE_NAME)
+    try:
+        st = os.lstat(reserve)
+        if stat.S_ISREG(st.st_mode) and st.st_size >= RESERVE_BYTES:  # one given back after a failed take is smaller
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = temp_name(state_dir, RESERVE_NAME)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            os.write(fd, b'\n' * RESERVE_BYTES)  # written, not sparse: the blocks are allocated now
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, reserve)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(state_dir)
+    return True
+
+
+def _write_reserve(directory: str, data: bytes, cause: OSError) -> str:
+    """The filesystem is full: take the reserve under a temporary name and overwrite it with ``data``."""
+    tmp = temp_name(directory, RESERVE_NAME)
+    try:
+        os.rename(os.path.join(directory, RESERVE_NAME), tmp)  # atomic: of two takers, one gets it
+    except FileNotFoundError:
+        raise cause from None
+    try:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            if os.pwrite(fd, data, 0) != len(data):  # into blocks that are already allocated
+                raise cause
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _put_back(directory, tmp)
+        raise
+    return tmp
+
+
+def _put_back(directory: str, tmp: str) -> None:
+    """Give an unused temporary file taken from the reserve back as the reserve; remove any other."""
+    if os.path.basename(tmp).startswith('.%s.' % RESERVE_NAME):
+        try:
+            rename_noreplace(tmp, os.path.join(directory, RESERVE_NAME))
+            return
+        except OSError:
+            pass
+    _unlink_quietly(tmp)
+
+
 @contextlib.contextmanager
 def _guard(state_dir: str) -> t.Iterator[None]:
     """Hold an exclusive flock on ``.stagehand/lock.guard`` (created if needed, never removed)."""
@@ -304,11 +384,24 @@ def _link_new(state_dir: str, path: str, content: dict[str, t.Any]) -> bool:
     """Create the lock with ``content`` if there is none; False if it exists."""
     tmp = _write_tmp(state_dir, content)
     try:
-        os.link(tmp, path)
+        try:
+            os.link(tmp, path)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            try:
+                rename_noreplace(tmp, path)  # exclusive like link(2), and needs no room
+            except FileExistsError:
+                raise
+            except OSError:
+                raise exc from None
     except FileExistsError:
+        _put_back(state_dir, tmp)
         return False
-    finally:
-        _unlink_quietly(tmp)
+    except BaseException:
+        _put_back(state_dir, tmp)
+        raise
+    _unlink_quietly(tmp)
     fsync_dir(state_dir)
     return True
 

@@ -11,7 +11,7 @@ Order of the writes for a release that goes live for the first time (``T``,
 with ``L`` live before)::
 
     1. T.previous = L, T.next = null      (intent; T.activated stays null)
-    2. current -> releases/T              (new symlink + rename(2), fsync of the root)
+    2. current -> releases/T              (exchange with the spare link, fsync of the root; see point_link)
     3. L.next = T
     4. T.activated = now                  (commit)
 
@@ -28,8 +28,10 @@ belongs as a release.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
+import fcntl
 import os
 import stat
 import time
@@ -429,9 +431,116 @@ def _write_ops(droot: DeployRoot, ops: list[tuple[str, str, dict[str, t.Any], bo
         droot.write_meta(name, meta)
 
 
+SPARE_SUFFIX = '.next'
+
+
+def spare_link_path(droot: DeployRoot) -> str:
+    """``<root>/.stagehand/<link>.next``: the spare symlink that the next switch exchanges with the live one."""
+    return os.path.join(droot.state_dir, droot.link_name + SPARE_SUFFIX)
+
+
+@contextlib.contextmanager
+def _spare_guard(droot: DeployRoot) -> t.Iterator[None]:
+    """An exclusive flock on the ``.stagehand`` directory while the spare link is set and used.
+
+    Two switches of one root without the deploy lock must not set the spare to two targets and
+    each exchange the other's; flock on a directory that exists needs no room.
+    """
+    os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
+    fd = os.open(droot.state_dir, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _read_spare(spare: str) -> str | None:
+    try:
+        return os.readlink(spare)
+    except OSError:  # missing, or not a symlink
+        return None
+
+
 def point_link(droot: DeployRoot, text: str) -> None:
-    """Atomically point the live symlink at ``text`` (new symlink, rename(2), fsync of the root)."""
-    _atomic.replace_symlink(droot.current, text)
+    """Atomically point the live symlink at ``text``, without allocating anything when the spare is ready.
+
+    The spare symlink (:func:`spare_link_path`) is made to point at ``text`` unless it already
+    does (every switch leaves it pointing at the rollback target, see :func:`prepare_spare`),
+    then it is swapped with the live link by renameat2(RENAME_EXCHANGE): the live link now
+    points at ``text`` and the spare at what was live, ready for a revert. An exchange
+    creates nothing, so a prepared switch works on a full filesystem. Where the exchange is
+    not supported (an old kernel, or a filesystem without RENAME_EXCHANGE, such as NFS), the
+    spare is renamed over the live link instead (rename(2), still atomic and still without
+    allocating). Where ``.stagehand`` is on another filesystem than the link, a new link is made
+    beside it and renamed over it, as before spare links. ``current`` is never missing.
+    """
+    with _spare_guard(droot):
+        _point_link(droot, text)
+
+
+def _point_link(droot: DeployRoot, text: str) -> None:
+    spare = spare_link_path(droot)
+    if _read_spare(spare) != text:
+        try:
+            _atomic.replace_symlink(spare, text)
+        except OSError as exc:
+            if _atomic.is_disk_full(exc):
+                raise OSError(exc.errno, '%s, and no spare link %s pointing at %s had been prepared: %s' % (
+                    exc.strerror, spare, text, _atomic.disk_full_hint(droot.root))) from None
+            raise
+    try:
+        if os.path.lexists(droot.current):
+            try:
+                _atomic.exchange(spare, droot.current)
+            except OSError as exc:
+                if exc.errno not in _EXCHANGE_UNSUPPORTED + (errno.EXDEV,):
+                    raise
+                os.rename(spare, droot.current)
+        else:
+            os.rename(spare, droot.current)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _atomic.replace_symlink(droot.current, text)  # .stagehand is on another filesystem: a new link beside current
+    _atomic.fsync_dir(droot.root)
+    _atomic.fsync_dir(droot.state_dir)
+
+
+def rollback_text(droot: DeployRoot) -> str | None:
+    """The link text a rollback from what is live now would switch to (previous good release, other slot), or None."""
+    current = droot.inspect_current()
+    if current['mode'] == MODE_SLOTS:
+        other = SLOT_NAMES[1 - SLOT_NAMES.index(current['name'])]
+        return DeployRoot.link_text(MODE_SLOTS, other) if os.path.isdir(droot.slot_path(other)) else None
+    if current['mode'] == MODE_RELEASES:
+        try:
+            return DeployRoot.link_text(MODE_RELEASES, previous_good(droot, _MetaView(droot), current['name']))
+        except (SwitchError, ValueError):
+            return None
+    return None
+
+
+def prepare_spare(droot: DeployRoot) -> list[str]:
+    """Get ready for a rollback on a full disk; return warnings (a failure here fails nothing).
+
+    Points the spare link at the rollback target of what is live now (unless it already does:
+    right after a deploy's exchange it points at the release that was live before) and makes
+    sure the deploy lock's reserve exists (:func:`_lock.prepare_reserve`). Both are written
+    now, while there is room, so that the rollback and its lock need none.
+    """
+    warnings = []
+    text = rollback_text(droot)
+    spare = spare_link_path(droot)
+    try:
+        with _spare_guard(droot):
+            if text is not None and _read_spare(spare) != text:
+                _atomic.replace_symlink(spare, text)
+        _lock.prepare_reserve(droot.state_dir)
+    except OSError as exc:
+        warnings.append('could not prepare %s for a rollback on a full disk: %s%s' % (
+            droot.state_dir, exc, ('; ' + _atomic.disk_full_hint(droot.root)) if _atomic.is_disk_full(exc) else ''))
+    return warnings
 
 
 def _migrate_directory(droot: DeployRoot, text: str, mname: str) -> list[str]:
@@ -532,8 +641,11 @@ def switch(
                            migrate_name=migrate_name, now=now)
     except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8)
         raise SwitchError('cannot read the metadata under %s: %s' % (DeployRoot(root).state_dir, exc)) from None
-    if plan.changed and not check_mode:
+    if check_mode:
+        return plan.result()
+    if plan.changed:
         apply_switch(plan)
+    plan.warnings.extend(prepare_spare(plan.droot))
     return plan.result()
 
 
@@ -901,6 +1013,7 @@ def switch_checked(
             failure = 'the health check of %s failed after %d attempt(s) in %.1f s: %s' % (
                 health_url, health['attempts'], health['elapsed'], health['error'])
     if failure is None:
+        result['warnings'] = list(result['warnings']) + prepare_spare(droot)
         return result
 
     after = _describe_link(droot.inspect_current(), droot)
@@ -1235,6 +1348,8 @@ def switch_guarded(
     except OSError as exc:
         failure, outcome = exc, 'failed'
         error = 'Could not switch %s in %s: %s' % (droot.link_name, droot.root, exc)
+        if _atomic.is_disk_full(exc) and _atomic.disk_full_hint(droot.root) not in error:
+            error += ' (%s)' % _atomic.disk_full_hint(droot.root)
     finally:
         if phase == PHASE_SWITCH:
             health = (result or {}).get('health') or {}
@@ -1256,7 +1371,10 @@ def switch_guarded(
                 try:
                     extra['history'] = _history.append_record(root, entry, check_mode=check_mode)['record']
                 except (_history.HistoryError, OSError) as exc:
-                    warnings.append('the history line could not be written to %s: %s' % (droot.history_path, exc))
+                    full = _atomic.is_disk_full(exc)
+                    warnings.append('the history line could not be written to %s: %s%s' % (
+                        droot.history_path, exc, ('; %s (the switch itself needed no room)' % _atomic.disk_full_hint(droot.root))
+                        if full else ''))
         finally:
             if token is not None:
                 try:

@@ -25,6 +25,10 @@ description:
     (the removed ones and those already gone), and temporary dump files older than an hour.
   - Runs only while the caller holds the deploy lock (O(token)), so that no deploy creates, switches or dumps
     anything meanwhile. Without it the task fails and nothing is removed.
+  - Works on a full disk, as it writes nothing before it has freed room. A release that cannot be renamed aside for
+    lack of room (C(.stagehand/stage/) cannot be created, say) loses its metadata and manifest first, which makes it
+    an incomplete release, then its tree is removed in place. Once something was removed, the spare link and the lock
+    reserve of M(stagehand.deploy.switch) are prepared again; failing that is only a warning.
 options:
   root:
     description:

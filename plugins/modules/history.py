@@ -161,6 +161,7 @@ record:
 """
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import disk_full_hint, is_disk_full
 from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
     ACTIONS,
     OUTCOMES,
@@ -194,7 +195,10 @@ def main() -> None:
     except HistoryError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
-        module.fail_json(msg='Could not append to the history of %s: %s' % (params['root'], exc))
+        msg = 'Could not append to the history of %s: %s' % (params['root'], exc)
+        if is_disk_full(exc):
+            msg += '; %s' % disk_full_hint(params['root'])
+        module.fail_json(msg=msg)
     diff = result.pop('diff')
     if module._diff:
         result['diff'] = diff

@@ -19,6 +19,10 @@ description:
   - Acquiring is atomic without check-then-write. The lock content is written to a unique temporary file in
     C(.stagehand/) and fsynced, then hard-linked to C(lock); the link fails if the lock exists, so of many concurrent
     acquirers exactly one wins.
+  - On a full disk (no room for the temporary file, or for the link on a filesystem that counts it as an inode) the
+    content is written in place into C(.stagehand/lock.reserve), prepared in advance by M(stagehand.deploy.switch) and
+    M(stagehand.deploy.cleanup), and put in place with C(renameat2(RENAME_NOREPLACE)), which is as exclusive as the
+    link. Without a reserve the task fails with the C(No space left on device) error.
   - A lock held by another token that has not expired makes the task fail with a message naming the holder (owner,
     controller, pid, purpose, since when, until when) and how to release the lock by hand.
   - A lock past its expiry time (C(ttl) seconds after it was acquired) is taken over. The takeover and every release

@@ -14,9 +14,16 @@ author:
 description:
   - Points C(<root>/current) (see O(link)) at C(releases/<release>) or, in A/B mode, at C(slots/a) or C(slots/b).
   - The symlink target is always relative, so the root can be moved or mounted elsewhere.
-  - The switch is atomic. A new symlink is created beside the old one and renamed over it with C(rename(2)), then the
-    root directory is fsynced. At every moment a request resolving a path through C(current) finds either the old
-    or the new release, never nothing. The first deploy (no C(current) yet) is done the same way.
+  - The switch is atomic. The spare symlink C(.stagehand/<link>.next) is made to point at the target (unless it
+    already does) and swapped with C(current) by C(renameat2(RENAME_EXCHANGE)), then the directories are fsynced. At
+    every moment a request resolving a path through C(current) finds either the old or the new release, never
+    nothing. The first deploy (no C(current) yet) renames the spare into place.
+  - Every successful switch leaves the spare pointing at the rollback target of what it made live (the previous good
+    release, or the other slot) and prepares the deploy lock's reserve C(.stagehand/lock.reserve), so that a
+    rollback, its lock and a revert after a failed health check need no new block or inode, and work on a full disk.
+    Where the spare cannot be prepared (a full disk), the switch still succeeds, with a warning.
+  - Where C(RENAME_EXCHANGE) is not supported (for example on NFS), the spare is renamed over C(current) with
+    C(rename(2)), which is atomic too and allocates nothing either.
   - When C(current) is still a plain directory (a site deployed before stagehand), it is migrated. The new symlink is
     swapped in for the directory with C(renameat2(RENAME_EXCHANGE)), one atomic step that also leaves the old
     directory at C(releases/<migrated name>) (see O(migrate_name)). Complete metadata is written for it, and it is
