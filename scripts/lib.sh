@@ -52,6 +52,23 @@ ensure_venv() {
     echo "$want" > "$stamp"
 }
 
+# A second venv with the oldest ansible-core the collection supports, from
+# requirements-minimum.txt (for `scripts/test minimum`), stamped like ensure_venv.
+MIN_VENV="$REPO/.venv-min"
+ensure_minimum_venv() {
+    local stamp="$MIN_VENV/.stagehand-requirements"
+    local want
+    want="$(sha256sum < "$REPO/requirements-minimum.txt" | cut -c1-64)"
+    if [ -x "$MIN_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    log "creating Python venv at $MIN_VENV with requirements-minimum.txt"
+    [ -x "$MIN_VENV/bin/python" ] || python3 -m venv "$MIN_VENV"
+    "$MIN_VENV/bin/python" -m pip install -q --upgrade 'pip==24.2'
+    "$MIN_VENV/bin/python" -m pip install -q -r "$REPO/requirements-minimum.txt"
+    echo "$want" > "$stamp"
+}
+
 # The collection must be importable as ansible_collections.stagehand.deploy.
 # A symlink is enough for ansible-playbook and molecule; ansible-test needs a
 # real copy (it resolves the working directory), made by collection_copy.
@@ -156,4 +173,30 @@ ensure_testbed() {
     ensure_target_image
     ensure_ssh_key
     apt_install rsync
+}
+
+# What a deploy on the built-in container target needs besides the container: the
+# database password (kept in .cache, made once) and the example app's git repository
+# (tags v1, v2, ...; tests/fixtures/make-app-repo).
+TESTBED_SECRETS="$CACHE/testbed-secrets.yml"
+TESTBED_APP_REPO="$CACHE/app-repo"
+
+ensure_testbed_inputs() {
+    if [ ! -f "$TESTBED_SECRETS" ]; then
+        mkdir -p "$CACHE"
+        (umask 077 && printf 'stagehand_db_password: "%s"\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" > "$TESTBED_SECRETS")
+    fi
+    if [ ! -d "$TESTBED_APP_REPO/.git" ]; then
+        rm -rf "$TESTBED_APP_REPO"
+        "$REPO/tests/fixtures/make-app-repo" "$TESTBED_APP_REPO" >/dev/null
+    fi
+}
+
+# testbed_play PLAYBOOK [ANSIBLE-PLAYBOOK ARGS...]: run one of the collection's playbooks
+# on the built-in container target (examples/inventory/testbed.yml) with the testbed's
+# secrets and app repository. The first ansible-playbook on PATH runs it.
+testbed_play() {
+    log "ansible-playbook $*"
+    (cd "$REPO" && ansible-playbook -i examples/inventory/testbed.yml -e "@$TESTBED_SECRETS" \
+        -e "deploy_repo=$TESTBED_APP_REPO" "$@")
 }

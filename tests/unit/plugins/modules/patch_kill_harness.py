@@ -45,7 +45,8 @@ import typing as t
 
 def run_spec(spec: dict[str, t.Any]) -> int:
     """Run the module once with the fault injected; return its exit status (unless killed)."""
-    from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.stagehand.deploy.tests.unit.module_args import patch_module_args
     from ansible_collections.stagehand.deploy.plugins.modules.patch import main  # pylint: disable=import-outside-toplevel
 
     journal = spec['journal']
@@ -89,7 +90,7 @@ def run_spec(spec: dict[str, t.Any]) -> int:
 
 def serve() -> int:
     # Import once in the server; each forked child starts with everything loaded.
-    importlib.import_module('ansible.module_utils.testing')
+    importlib.import_module('ansible_collections.stagehand.deploy.tests.unit.module_args')
     importlib.import_module('ansible_collections.stagehand.deploy.plugins.modules.patch')
 
     for line in sys.stdin:

@@ -25,7 +25,7 @@ HOUR = 3600
 def fresh_warnings(monkeypatch):
     """Module-side warnings are collected process-wide: start every test without any (see test_lock_module)."""
     monkeypatch.setattr(module_utils_internal, 'is_controller', False)
-    monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
+    monkeypatch.setattr(ansible_warnings, '_global_warnings', type(ansible_warnings._global_warnings)())  # {} on 2.19, [] before
 
 
 def make_release(root, name, day, status='complete', meta=True, directory=True, previous=None, size=1000):

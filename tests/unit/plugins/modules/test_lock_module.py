@@ -33,7 +33,7 @@ def fresh_warnings(monkeypatch):
     True and warnings would go to the controller's Display instead of the result.
     """
     monkeypatch.setattr(module_utils_internal, 'is_controller', False)
-    monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
+    monkeypatch.setattr(ansible_warnings, '_global_warnings', type(ansible_warnings._global_warnings)())  # {} on 2.19, [] before
 
 
 @pytest.fixture

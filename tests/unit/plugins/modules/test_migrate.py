@@ -188,7 +188,7 @@ save(state)
 def fresh_warnings(monkeypatch):
     """Module-side warnings are collected process-wide: start every test without any (see test_lock_module)."""
     monkeypatch.setattr(module_utils_internal, 'is_controller', False)
-    monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
+    monkeypatch.setattr(ansible_warnings, '_global_warnings', type(ansible_warnings._global_warnings)())  # {} on 2.19, [] before
 
 
 def warning_texts(result):
