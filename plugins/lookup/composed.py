@@ -40,7 +40,10 @@ options:
     type: str
     required: true
   release:
-    description: The release name the compose must have been made for; empty accepts the name recorded with it.
+    description:
+      - The release name given to the deploy (C(-e release=NAME)); empty for the name the deploy role's naming rule gives
+        O(version) (the version itself when it is a valid release name and not a branch, else the first 12 characters
+        of its commit). The compose must have been made for that name; the name recorded in the store does not count.
     type: str
     default: ''
 notes:
@@ -69,7 +72,9 @@ import typing as t
 
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, LocalStore, find_reusable, resolve_ref
+from ansible_collections.stagehand.deploy.plugins.module_utils._compose import (
+    ComposeError, LocalStore, find_reusable, release_for, resolve_ref,
+)
 
 
 RESULT_KEYS = ('compose_id', 'release', 'dir', 'artifact', 'manifest', 'signature', 'shared', 'platform', 'commit', 'ref')
@@ -83,10 +88,14 @@ class LookupModule(LookupBase):
         store = self.get_option('store')
         if re.match(r'\A[A-Za-z][A-Za-z0-9+.-]*://', store or ''):
             return [{}]
+        repo = self.get_option('repo')
+        version = self.get_option('version')
         try:
-            commit = resolve_ref(self.get_option('repo'), self.get_option('version'))[0]
-            found = find_reusable(LocalStore(store, self.get_option('app')), self.get_option('version'), commit,
-                                  self.get_option('release') or None)
+            commit = resolve_ref(repo, version)[0]
+            # the release name the deploy gives this version (one rule, _names.release_name), never the one
+            # recorded in the store's ref pointer: a compose made for another name is not this deploy's
+            release = release_for({'repo': repo, 'ref': version, 'release': self.get_option('release') or None}, commit)
+            found = find_reusable(LocalStore(store, self.get_option('app')), version, commit, release)
         except (ComposeError, OSError, ValueError):
             return [{}]
         if not found:

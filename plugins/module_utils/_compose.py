@@ -73,7 +73,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     save_manifest,
     scan_tar,
 )
-from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name, is_release_name, release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._platform import (
     PlatformError,
     Requirements,
@@ -333,6 +333,25 @@ def resolve_ref(repo: str, ref: str) -> tuple[str, int]:
     return commit, int(out.strip() or 0)
 
 
+def ref_is_branch(repo: str, ref: str) -> bool:
+    """Whether ``ref`` is a branch (``refs/heads/<ref>``) of the git repository ``repo``: a name that moves."""
+    rc = _run(['git', '-C', repo, 'show-ref', '--verify', '--quiet', 'refs/heads/' + ref], what='git')[0]
+    return rc == 0
+
+
+def release_for(params: t.Mapping[str, t.Any], commit: str | None) -> str:
+    """The release name of a compose (:func:`_names.release_name`, the one naming rule) from ``release``, ``artifact`` or ``ref``."""
+    release = params.get('release') or None
+    ref = params.get('ref') or None
+    branch = False
+    if release is None and ref is not None and commit is not None and is_release_name(ref):
+        branch = ref_is_branch(os.path.abspath(os.path.expanduser(params['repo'])), ref)
+    try:
+        return release_name(release=release, version=ref, commit=commit, branch=branch, artifact=params.get('artifact') or None)
+    except InvalidName as exc:
+        raise ComposeError(str(exc)) from None
+
+
 def normalise_mode(mode: int, is_dir: bool) -> int:
     """``chmod u+rwX,go+rX,go-w``: readable by all, writable by the owner only, executable where anyone could execute."""
     mode &= 0o7777
@@ -401,6 +420,59 @@ def copy_artifact(src: str, tree: str) -> None:
         _apply_manifest_modes(tree, manifest)
         return
     raise ComposeError('artifact %s is not a directory or a .tar.gz/.tgz file on the controller' % src)
+
+
+def served_subdir(web_root: str | None) -> str | None:
+    """The directory nginx serves, relative to a release: the part of ``web_root`` below its ``current`` component.
+
+    ``web_root`` is the nginx role's ``nginx_root`` (``/srv/www/shop/current/public`` -> ``public``) or already
+    relative to the release (``public``). None when there is nothing to check: no ``web_root``, ``current``
+    itself, or an absolute path that does not go through a ``current`` component.
+    """
+    if not web_root:
+        return None
+    parts = [p for p in web_root.split('/') if p not in ('', '.')]
+    if web_root.startswith('/'):
+        if 'current' not in parts:
+            return None
+        parts = parts[len(parts) - parts[::-1].index('current'):]
+    if not parts:
+        return None
+    if '..' in parts:
+        raise ComposeError('web_root %r leaves the release (a ".." component): give the directory nginx serves, '
+                           'such as %r or %r' % (web_root, 'public', '/srv/www/app/current/public'))
+    return '/'.join(parts)
+
+
+def check_content(tree: str, what: str, web_root: str | None) -> None:
+    """Refuse a tree to compose that holds no regular file (``RELEASE`` aside) or lacks the directory nginx serves.
+
+    ``what`` names the source in the message (``the artifact '/path/app.tar.gz'``). Called before
+    ``RELEASE`` is written and before anything is packed or published: such a release would go live
+    and serve only 404s.
+    """
+    has_file = False
+    for dirpath, _dirnames, filenames in os.walk(tree):
+        for name in filenames:
+            if dirpath == tree and name == RELEASE_FILE:
+                continue
+            if stat.S_ISREG(os.lstat(os.path.join(dirpath, name)).st_mode):
+                has_file = True
+                break
+        if has_file:
+            break
+    if not has_file:
+        raise ComposeError('%s holds no files%s: there is nothing to deploy (a release of it would serve only 404s); '
+                           'give an artifact or version with the application\'s files'
+                           % (what, ' besides RELEASE' if os.path.lexists(os.path.join(tree, RELEASE_FILE)) else ''))
+    sub = served_subdir(web_root)
+    if sub is not None:
+        path = os.path.join(tree, *sub.split('/'))
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise ComposeError('%s has no directory %r, the directory nginx serves (web_root %r): a release of it would '
+                               'serve only 404s; put the public files in %r, or set deploy_web_root (the nginx role\'s '
+                               'nginx_root) to the directory the application serves from'
+                               % (what, sub + '/', web_root, sub + '/'))
 
 
 def _runs_composer(build: t.Sequence[t.Sequence[str]]) -> bool:
@@ -856,10 +928,13 @@ def check_params(params: t.Mapping[str, t.Any]) -> None:
         raise ComposeError('give exactly one of ref (a tag, branch or commit of repo) and artifact (a directory or .tar.gz)')
     if params.get('ref') and not params.get('repo'):
         raise ComposeError('ref %s needs repo, the path of the git repository on the controller' % params['ref'])
-    try:
-        check_release_name(params.get('release'))
-    except InvalidName as exc:
-        raise ComposeError(str(exc)) from None
+    if params.get('release'):
+        try:
+            check_release_name(params['release'], 'release name given with -e release')
+        except InvalidName as exc:
+            raise ComposeError(str(exc)) from None
+    elif params.get('step') == 'pack':
+        raise ComposeError('step=pack needs release, the release name returned by the step=build run')
     app = params.get('app')
     if not isinstance(app, str) or not _APP_RE.match(app):
         raise ComposeError('app %r is not a valid application name (1 to 128 of A-Z a-z 0-9 . _ -, not starting with "." or "-")' % (app,))
@@ -919,6 +994,13 @@ def build_tree(params: t.Mapping[str, t.Any], work: str, commit: str | None, mti
     return {'tree': tree, 'config': config, 'log': log, 'build': build, 'env': env}
 
 
+def _source_text(params: t.Mapping[str, t.Any], commit: str | None) -> str:
+    """What a compose is made of, for messages: ``the artifact '/x/app.tar.gz'`` or ``version 'v1' (commit 0123456789ab)``."""
+    if params.get('artifact'):
+        return 'the artifact %r' % (params['artifact'],)
+    return 'version %r (commit %s)' % (params.get('ref'), (commit or '')[:12])
+
+
 def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, tree: str, config: dict[str, t.Any],
                  log: list[dict[str, t.Any]], build: list[list[str]], env: t.Mapping[str, str], commit: str | None, mtime: int) -> dict[str, t.Any]:
     """Filter the built tree, write RELEASE, take the manifest, pack, record the inputs and publish. Returns the result."""
@@ -926,6 +1008,7 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
     ref = params.get('ref')
     source = _source_inputs(tree, config)
     apply_filters(tree, config['include'], config['exclude'])
+    check_content(tree, _source_text(params, commit), params.get('web_root'))
     release_path = os.path.join(tree, RELEASE_FILE)
     if os.path.lexists(release_path):
         _remove(release_path)
@@ -1008,6 +1091,7 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
 def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.Any]:
     """The compose module: ``step`` all (default), build (export and build only) or pack (finish a tree from step build)."""
     check_params(params)
+    params = dict(params)
     store = open_store(params['store'], params['app'], params.get('cache') or '~/.cache/stagehand/store-cache',
                        params.get('validate_certs', True))
     ref = params.get('ref')
@@ -1020,6 +1104,7 @@ def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.
     try:
         if ref:
             commit, mtime = resolve_ref(os.path.abspath(os.path.expanduser(params['repo'])), ref)
+        params['release'] = release_for(params, commit)
         if ref and step == 'all' and not params.get('force'):
             inputs = _reusable(store, pointer, t.cast(str, commit), params['release'], check_mode)
             if inputs is not None:

@@ -64,9 +64,22 @@ options:
     description: A prebuilt release on the controller, a directory or a C(.tar.gz)/C(.tgz) file. No ref pointer is written for it.
     type: path
   release:
-    description: The release name written to the C(RELEASE) file (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
+    description:
+      - The release name written to the C(RELEASE) file (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
+      - Omitted, the one naming rule of the deploy role decides it (docs/deploy.md, Release names) - for an O(artifact),
+        its base name without C(.tar.gz)/C(.tgz); for a O(ref), the ref itself when it is a valid release name and not a
+        branch, else the first 12 characters of its commit. The name recorded in the store's ref pointer never counts.
+      - Required with O(step=pack) (the RV(release) of the O(step=build) run).
     type: str
-    required: true
+  web_root:
+    description:
+      - The directory nginx serves, either as the nginx role's C(nginx_root) says it (an absolute path through the
+        C(current) link, such as C(/srv/www/shop/current/public)) or relative to the release (C(public)).
+      - A compose without that directory (the part of the path below C(current)) is refused before anything is published,
+        as is one without any regular file besides C(RELEASE). An absolute path not through a C(current) component, or
+        C(current) itself, checks only that the compose holds files.
+      - Omitted, only the check for files is made.
+    type: str
   app:
     description: The application name; the store keeps each application below C(<store>/<app>/).
     type: str
@@ -254,7 +267,8 @@ def main() -> None:
             repo=dict(type='path'),
             ref=dict(type='str'),
             artifact=dict(type='path'),
-            release=dict(type='str', required=True),
+            release=dict(type='str'),
+            web_root=dict(type='str'),
             app=dict(type='str', required=True),
             store=dict(type='str', required=True),
             cache=dict(type='path', default='~/.cache/stagehand/store-cache'),
