@@ -15,8 +15,11 @@ description:
     it names).
   - Returns the compose id and the release name when the version still names the same commit as when it was
     composed, and the compose recorded in the store says so and was not changed by a prepare hook; otherwise an empty
-    dictionary. The compose itself is not verified here (a deploy that goes on does that). It never builds, never
-    writes and never fails for a version it cannot use (a deploy then composes as usual and reports any error).
+    dictionary. It never builds, never
+    writes (but for a stored compose that fails its integrity check - its manifest's digest, its artifact's recorded
+    sha256 - which it moves into the store's C(quarantine/) folder with a warning naming it, so that the deploy composes
+    the version again) and never fails for a version it cannot use (a deploy then composes as usual and reports any
+    error).
   - The deploy role uses it to end a redeploy of what is already live after one read-only call per host, and its fast
     path ships the compose it names without running the compose module.
   - Only local stores are looked at; for an C(http(s\)://) store the result is empty.
@@ -71,11 +74,14 @@ import re
 import typing as t
 
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import (
     ComposeError, LocalStore, find_reusable, release_for, resolve_ref,
 )
 
+
+display = Display()
 
 RESULT_KEYS = ('compose_id', 'release', 'dir', 'artifact', 'manifest', 'signature', 'shared', 'platform', 'commit', 'ref')
 
@@ -95,7 +101,12 @@ class LookupModule(LookupBase):
             # the release name the deploy gives this version (one rule, _names.release_name), never the one
             # recorded in the store's ref pointer: a compose made for another name is not this deploy's
             release = release_for({'repo': repo, 'ref': version, 'release': self.get_option('release') or None}, commit)
-            found = find_reusable(LocalStore(store, self.get_option('app')), version, commit, release)
+            warnings: list[str] = []
+            try:
+                found = find_reusable(LocalStore(store, self.get_option('app')), version, commit, release, warnings)
+            finally:
+                for warning in warnings:  # a corrupt compose, quarantined: the deploy composes the version again
+                    display.warning(warning)
         except (ComposeError, OSError, ValueError):
             return [{}]
         if not found:

@@ -92,6 +92,8 @@ MANIFEST = 'manifest.json'
 SIGNATURE = 'manifest.json.sig'
 INPUTS = 'inputs.json'
 COMPOSE_FILES = (ARTIFACT, MANIFEST, INPUTS)
+# <store>/<app>/quarantine/<hex>-<time>: stored composes that failed their integrity check, moved aside
+QUARANTINE = 'quarantine'
 
 RELEASE_FILE = 'RELEASE'
 GZIP_LEVEL = 6
@@ -612,6 +614,60 @@ class LocalStore:
         except ManifestError:
             return False
 
+    def problem(self, compose_id: str) -> str | None:
+        """Why the stored compose fails its integrity check, or None when it passes (or is not there at all).
+
+        The manifest must have the compose id as digest; the artifact must have the sha256 recorded when
+        it was packed (``inputs.json`` ``artifact_sha256``), or, for a compose recorded without it, hold
+        exactly the manifest's content (read in full).
+        """
+        directory = self.compose_dir(compose_id)
+        if not os.path.lexists(directory):
+            return None
+        missing = [name for name in COMPOSE_FILES if not os.path.isfile(os.path.join(directory, name))]
+        if missing:
+            return 'it lacks %s' % ', '.join(missing)
+        try:
+            digest = load_manifest(os.path.join(directory, MANIFEST)).digest
+        except ManifestError as exc:
+            return 'its %s is unreadable: %s' % (MANIFEST, exc.msg)
+        if digest != compose_id:
+            return 'its %s has the digest %s' % (MANIFEST, digest)
+        try:
+            inputs = read_json(os.path.join(directory, INPUTS))
+        except (OSError, ValueError) as exc:
+            return 'its %s is unreadable: %s' % (INPUTS, exc)
+        artifact = os.path.join(directory, ARTIFACT)
+        recorded = inputs.get('artifact_sha256') if isinstance(inputs, dict) else None
+        if isinstance(recorded, str):
+            actual = sha256_file(artifact)
+            return None if actual == recorded else 'its %s has the sha256 %s, not the %s recorded when it was packed' % (ARTIFACT, actual, recorded)
+        try:
+            packed = scan_tar(artifact).digest
+        except ManifestError as exc:
+            return 'its %s is unreadable: %s' % (ARTIFACT, exc.msg)
+        return None if packed == compose_id else 'its %s holds other content than its manifest (digest %s)' % (ARTIFACT, packed)
+
+    def quarantine(self, compose_id: str, problem: str) -> str:
+        """Move the stored compose aside into ``<store>/<app>/quarantine/`` (one rename); the warning that says so."""
+        directory = self.compose_dir(compose_id)
+        parent = os.path.join(self.base, QUARANTINE)
+        os.makedirs(parent, exist_ok=True)
+        dest = os.path.join(parent, '%s-%s' % (_hex(compose_id), datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')))
+        os.rename(directory, dest)
+        fsync_dir(os.path.dirname(directory))
+        fsync_dir(parent)
+        return ('the compose %s in the artifact store %r failed its integrity check (%s): it was moved to %r and is '
+                'composed again (remove that directory once inspected)' % (compose_id, self.root, problem, dest))
+
+    def usable(self, compose_id: str, warnings: list[str]) -> bool:
+        """True when the stored compose is complete and passes :meth:`problem`; a corrupt one is quarantined (warning added)."""
+        problem = self.problem(compose_id)
+        if problem is not None:
+            warnings.append(self.quarantine(compose_id, problem))
+            return False
+        return self.complete(compose_id)
+
     def tmp_dir(self) -> str:
         path = os.path.join(self.base, 'tmp')
         os.makedirs(path, exist_ok=True)
@@ -865,7 +921,7 @@ def _ensure_signature(store: LocalStore | HttpStore, compose_id: str, signing_ke
 
 
 def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, commit: str, release: str,
-              check_mode: bool = False) -> dict[str, t.Any] | None:
+              check_mode: bool = False, warnings: list[str] | None = None) -> dict[str, t.Any] | None:
     if not pointer or pointer.get('commit') != commit or pointer.get('release') != release:
         return None
     compose_id = pointer['compose_id']
@@ -880,14 +936,17 @@ def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, c
             return None
         ok = isinstance(inputs, dict) and inputs.get('commit') == commit and inputs.get('release') == release and not inputs.get('prepared')
         return inputs if ok else None
+    warnings = [] if warnings is None else warnings
+    local = store.cache if isinstance(store, HttpStore) else store
+    if check_mode and local.problem(compose_id) is not None:
+        return None  # a real run quarantines it and composes again
+    if not check_mode and not local.usable(compose_id, warnings) and not isinstance(store, HttpStore):
+        return None
     if isinstance(store, HttpStore):
         try:
             store.fetch(compose_id)
         except ComposeError:
             return None
-    elif not store.complete(compose_id):
-        return None
-    local = store.cache if isinstance(store, HttpStore) else store
     inputs = read_json(os.path.join(local.compose_dir(compose_id), INPUTS))
     if not isinstance(inputs, dict) or inputs.get('commit') != commit or inputs.get('release') != release:
         return None
@@ -897,13 +956,16 @@ def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, c
     return inputs
 
 
-def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None = None) -> dict[str, t.Any] | None:
+def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None = None,
+                  warnings: list[str] | None = None) -> dict[str, t.Any] | None:
     """The compose of ``ref`` in a local store (as the compose module returns it, ``reused``), without building.
 
     The ref pointer must name a compose of ``commit`` made for ``release`` (any release name
     recorded with it when None) whose recorded inputs say the same and that a prepare hook did
-    not change. Cheap: the pointer and ``inputs.json`` are read, the manifest is not (a deploy
-    that goes on verifies the whole compose, :func:`_reusable`). Reads only; never builds.
+    not change. The stored compose must pass its integrity check (:meth:`LocalStore.problem`: the
+    manifest's digest, the artifact's recorded sha256); one that fails is moved into the store's
+    quarantine (a warning in ``warnings`` says where) and None is returned, so the deploy composes
+    it again. Never builds.
     """
     pointer = store.read_ref(ref)
     if not pointer or pointer.get('commit') != commit:
@@ -918,7 +980,7 @@ def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None 
         return None
     if not isinstance(inputs, dict) or inputs.get('commit') != commit or inputs.get('release') != wanted or inputs.get('prepared'):
         return None
-    if not (os.path.isfile(os.path.join(store.compose_dir(compose_id), MANIFEST)) and os.path.isfile(os.path.join(store.compose_dir(compose_id), ARTIFACT))):
+    if not store.usable(compose_id, [] if warnings is None else warnings):
         return None
     return _result(store, compose_id, inputs, reused=True, changed=False)
 
@@ -1048,7 +1110,8 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
     local = store.cache if isinstance(store, HttpStore) else store
     local.clean_tmp()
     changed = False
-    if local.complete(compose_id):
+    warnings: list[str] = []
+    if local.usable(compose_id, warnings):
         existing = read_json(os.path.join(local.compose_dir(compose_id), INPUTS))
         if isinstance(existing, dict):
             inputs = existing
@@ -1062,6 +1125,8 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
             if packed.digest != compose_id:
                 raise ComposeError('the packed artifact does not match the tree (%s, expected %s)' % (packed.digest, compose_id))
             save_manifest(os.path.join(staging, MANIFEST), manifest)
+            # what the integrity check of a reuse compares the artifact with (LocalStore.problem)
+            inputs['artifact_sha256'] = sha256_file(artifact)
             write_json_atomic(os.path.join(staging, INPUTS), inputs)
             if params.get('signing_key'):
                 sign(os.path.join(staging, MANIFEST), os.path.expanduser(params['signing_key']))
@@ -1084,12 +1149,28 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
             changed = True
     inputs['build_log'] = log
     result = _result(store, compose_id, inputs, reused=False, changed=changed)
-    result.update({'ref': ref, 'commit': commit, 'release': release})
+    result.update({'ref': ref, 'commit': commit, 'release': release, 'warnings': warnings})
     return result
 
 
 def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.Any]:
-    """The compose module: ``step`` all (default), build (export and build only) or pack (finish a tree from step build)."""
+    """The compose module: ``step`` all (default), build (export and build only) or pack (finish a tree from step build).
+
+    The result's ``warnings`` name any stored compose that failed its integrity check and was
+    quarantined (then composed again).
+    """
+    warnings: list[str] = []
+    try:
+        result = _compose(params, check_mode, warnings)
+    except ComposeError as exc:
+        if warnings:
+            raise ComposeError('%s; %s' % (exc.msg, '; '.join(warnings)), **exc.details) from None
+        raise
+    result['warnings'] = warnings + [w for w in result.get('warnings') or [] if w not in warnings]
+    return result
+
+
+def _compose(params: t.Mapping[str, t.Any], check_mode: bool, warnings: list[str]) -> dict[str, t.Any]:
     check_params(params)
     params = dict(params)
     store = open_store(params['store'], params['app'], params.get('cache') or '~/.cache/stagehand/store-cache',
@@ -1106,7 +1187,7 @@ def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.
             commit, mtime = resolve_ref(os.path.abspath(os.path.expanduser(params['repo'])), ref)
         params['release'] = release_for(params, commit)
         if ref and step == 'all' and not params.get('force'):
-            inputs = _reusable(store, pointer, t.cast(str, commit), params['release'], check_mode)
+            inputs = _reusable(store, pointer, t.cast(str, commit), params['release'], check_mode, warnings)
             if inputs is not None:
                 compose_id = pointer['compose_id']  # type: ignore[index]
                 if check_mode:

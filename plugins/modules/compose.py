@@ -30,6 +30,10 @@ description:
     C(<store>/<app>/refs/<ref>.json) (the last good compose of the ref). A local compose is built aside in
     C(<store>/<app>/tmp/) and renamed into place; a URL store is written with HTTP PUT (the compose files first, the ref
     pointer last) and read with GET, with a local copy in O(cache).
+  - A stored compose is reused only when it passes an integrity check (its manifest has the compose id as digest, its
+    artifact the sha256 recorded when it was packed, or for an older compose, exactly the manifest's content). One that
+    fails is moved aside into C(<store>/<app>/quarantine/<hex>-<time>/) with a warning naming both paths, and composed
+    again.
   - When the ref pointer of O(ref) already names a complete compose of the same commit and release, nothing is built
     (RV(reused=true), RV(ignore:changed=false)). A failed build (a build command fails, a bad C(stagehand.yml), an unsafe tree)
     publishes nothing and leaves the ref pointer untouched; the error names the last good compose of the ref.
@@ -259,6 +263,7 @@ work:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, run
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
 
 
 def main() -> None:
@@ -288,7 +293,7 @@ def main() -> None:
         result = run(module.params, check_mode=module.check_mode)
     except ComposeError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

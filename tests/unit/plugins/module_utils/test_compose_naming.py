@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import io
 import os
 import tarfile
@@ -154,3 +155,75 @@ def test_a_version_without_the_served_directory_is_refused(tmp_path):
         run(params(repo, tmp_path / 'store', web_root='/srv/www/shop/current/web'))
     assert "version 'v1' (commit " in exc.value.msg and "has no directory 'web/'" in exc.value.msg
     assert run(params(repo, tmp_path / 'store', web_root='/srv/www/shop/current/public'))['release'] == 'v1'
+
+
+# -- a corrupt stored compose is quarantined and composed again (defect 10) -------
+def drop_members(artifact, names):
+    """Rewrite ``artifact`` without the members ``names`` (the manifest beside it unchanged): a corrupt compose."""
+    with tarfile.open(artifact) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        for member, data in members:
+            if member.name.lstrip('./') not in names:
+                tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    with gzip.open(artifact, 'wb') as f:
+        f.write(buf.getvalue())
+
+
+@pytest.mark.parametrize('recorded', [True, False], ids=['artifact-sha256-recorded', 'older-compose-full-scan'])
+def test_a_corrupt_stored_compose_is_quarantined_and_composed_again(tmp_path, recorded):
+    repo = make_repo(tmp_path / 'repo')
+    store = tmp_path / 'store'
+    first = run(params(repo, store))
+    inputs_path = first['inputs_path']
+    if not recorded:  # a compose made before the artifact's sha256 was recorded
+        doc = json.loads(open(inputs_path).read())
+        del doc['artifact_sha256']
+        with open(inputs_path, 'w') as f:
+            json.dump(doc, f)
+    drop_members(first['artifact'], {'public/index.php', 'bin/tool'})
+    # the lookup (fast path) finds it corrupt: quarantined, nothing offered
+    assert lookup(repo, store, 'v1') == {}
+    quarantine = store / 'shop' / 'quarantine'
+    moved = os.listdir(str(quarantine))
+    assert len(moved) == 1 and moved[0].startswith(first['compose_id'].split(':')[1] + '-')
+    assert not os.path.exists(first['dir'])
+    # the compose module composes it again, to the same id and good content
+    again = run(params(repo, store))
+    assert again['compose_id'] == first['compose_id'] and not again['reused'] and again['warnings'] == []
+    with tarfile.open(again['artifact']) as tar:
+        assert tar.extractfile('public/index.php').read() == b'<?php echo "hi";\n'
+    assert lookup(repo, store, 'v1')['compose_id'] == first['compose_id']
+
+
+def test_the_compose_module_quarantines_a_corrupt_compose_with_a_warning(tmp_path):
+    repo = make_repo(tmp_path / 'repo')
+    store = tmp_path / 'store'
+    first = run(params(repo, store))
+    drop_members(first['artifact'], {'public/index.php'})
+    again = run(params(repo, store))
+    assert not again['reused'] and again['compose_id'] == first['compose_id']
+    [warning] = again['warnings']
+    assert first['compose_id'] in warning and 'failed its integrity check' in warning and "'%s" % str(store / 'shop' / 'quarantine') in warning
+    assert 'artifact.tar.gz has the sha256' in warning
+    assert run(params(repo, store))['reused'] is True
+
+
+def test_a_compose_without_its_manifest_is_quarantined(tmp_path):
+    repo = make_repo(tmp_path / 'repo')
+    store = tmp_path / 'store'
+    first = run(params(repo, store))
+    os.unlink(first['manifest'])
+    again = run(params(repo, store))
+    assert 'it lacks manifest.json' in again['warnings'][0] and os.path.isfile(again['manifest'])
+
+
+def test_check_mode_quarantines_nothing(tmp_path):
+    repo = make_repo(tmp_path / 'repo')
+    store = tmp_path / 'store'
+    first = run(params(repo, store))
+    drop_members(first['artifact'], {'public/index.php'})
+    checked = run(params(repo, store), check_mode=True)
+    assert checked['changed'] is True and checked['reused'] is False
+    assert os.path.isdir(first['dir']) and not os.path.exists(str(store / 'shop' / 'quarantine'))
