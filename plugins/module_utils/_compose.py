@@ -324,10 +324,10 @@ def _run(argv: list[str], cwd: str | None = None, env: dict[str, str] | None = N
 def resolve_ref(repo: str, ref: str) -> tuple[str, int]:
     """``(commit id, committer time)`` of a tag, branch or commit of the git repository ``repo``."""
     if not os.path.isdir(repo):
-        raise ComposeError('repo %s is not a directory on the controller: give the path of the application\'s git repository' % repo)
+        raise ComposeError('repo %r is not a directory on the controller: give the path of the application\'s git repository' % (repo,))
     rc, out = _run(['git', '-C', repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', ref + '^{commit}'], what='git')
     if rc != 0:
-        raise ComposeError('version %s is not a tag, branch or commit of the git repository %s%s' % (ref, repo, (': ' + out.strip()) if out.strip() else ''))
+        raise ComposeError('version %r is not a tag, branch or commit of the git repository %r%s' % (ref, repo, (': ' + out.strip()) if out.strip() else ''))
     commit = out.strip().splitlines()[0]
     rc, out = _run(['git', '-C', repo, 'show', '-s', '--format=%ct', commit], what='git')
     if rc != 0:
