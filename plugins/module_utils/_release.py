@@ -161,9 +161,10 @@ def explain_os_error(exc: OSError, root: str, needed: int | None = None) -> str:
             free = _size(free_bytes(root))
         except OSError:
             free = 'an unknown number of bytes'
+        writing = (' while writing %r' % (paths[0],)) if paths else ''
+        wanted = (', %s needed for the new files' % _size(needed)) if needed else ''
         return ('no space left on the filesystem of %r%s: %s free%s; free some space there (remove old releases with '
-                'cleanup.yml) and deploy again' % (root, (' while writing %r' % (paths[0],)) if paths else '', free,
-                                                    (', %s needed for the new files' % _size(needed)) if needed else ''))
+                'cleanup.yml) and deploy again' % (root, writing, free, wanted))
     if exc.errno == errno.EXDEV:
         return ('%s %s on different filesystems, and a rename or hardlink cannot cross from one to the other: keep %r '
                 '(releases/, slots/, shared/ and .stagehand/) on one filesystem, without mount points inside it'
