@@ -6,9 +6,15 @@
 from __future__ import annotations
 
 import errno
+import importlib
+import io
 import os
+import tarfile
+from unittest import mock
 
 import pytest
+
+from ansible.module_utils import _internal as module_utils_internal
 
 from ansible_collections.stagehand.deploy.plugins.action.ship import live_label
 from ansible_collections.stagehand.deploy.plugins.module_utils import _release, _ship
@@ -110,3 +116,36 @@ def test_the_release_module_refuses_without_the_space_needed(tmp_path, monkeypat
         _release.run({'root': str(root_dir), 'name': 'v1', 'src': str(src), 'state': 'present', 'space_needed': 100})
     assert "not enough space to stage release 'v1'" in caught.value.msg and caught.value.details == {'needed': 100, 'free': 10}
     assert os.listdir(str(root_dir)) == []
+
+
+@pytest.fixture(name='ship_action')
+def fixture_ship_action(monkeypatch):
+    """Import the action plugin without leaving the process in controller mode (see test_lock_action.py)."""
+    monkeypatch.setattr(module_utils_internal, 'is_controller', module_utils_internal.is_controller)
+    return importlib.import_module('ansible_collections.stagehand.deploy.plugins.action.ship')
+
+
+def test_the_action_names_its_phase_and_what_is_live_when_it_cannot_write_the_delta(ship_action, store, tmp_path):
+    """A corrupt compose (members missing from its artifact): failed in phase ship, v1 still live, nothing sent."""
+    v2 = store.compose('v2', V2)
+    with tarfile.open(v2['artifact']) as tar:
+        kept = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()
+                if not m.name.endswith('app/f007.php')]
+    assert len(kept) == len(tarfile.open(v2['artifact']).getmembers()) - 1
+    with tarfile.open(v2['artifact'], 'w:gz') as tar:
+        for member, data in kept:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    task = mock.MagicMock()
+    task.args = {'root': '/srv/shop', 'release': 'v2', 'mode': 'releases',
+                 'compose': {'compose_id': v2['id'], 'artifact': v2['artifact'], 'manifest': v2['manifest']},
+                 'held': {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': []}}
+    task.async_val = 0
+    task.check_mode = False
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = None
+    action = ship_action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(), None)
+    with mock.patch.object(ship_action.ActionBase, 'run', return_value={}), mock.patch.object(action, '_execute_module') as execute:
+        result = action.run(task_vars={'inventory_hostname': 'web1'})
+    execute.assert_not_called()
+    assert result['failed'] and result['failed_phase'] == 'ship' and result['live'] == 'v1'
+    assert 'lacks the content of 1 file(s)' in result['msg'] and result['msg'].endswith('Nothing was sent')
