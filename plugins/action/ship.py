@@ -92,6 +92,17 @@ def live_compose(held: t.Mapping[str, t.Any]) -> dict[str, str] | None:
     return None
 
 
+def live_label(held: t.Mapping[str, t.Any], mode: str) -> str | None:
+    """What is live in ``mode`` as a deploy names it (a slot by its release label), read from what the host holds; None when nothing is."""
+    if held.get('live_kind') != mode or not held.get('live'):
+        return None
+    if mode == 'slots':
+        for entry in held.get('slots') or []:
+            if entry.get('name') == held['live']:
+                return entry.get('release') or entry['name']
+    return held['live']
+
+
 display = Display()
 
 
@@ -155,6 +166,8 @@ class ActionModule(ActionBase):
         if not isinstance(held, dict):
             raise AnsibleActionFail('held must be the result of stagehand.deploy.release_info, got %r' % (held,))
         host = (task_vars or {}).get('inventory_hostname')
+        # what was live when the call began, read from the host: the failure message of the deploy says it is still live
+        result['live'] = live_label(held, mode)
         if end_if_live and live_compose(held) == {'release': args.get('release'), 'compose_id': compose['compose_id']}:
             result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
                           switched=False, needs_migrate=False, needs_phases=False, previous=args.get('release'),
@@ -175,11 +188,15 @@ class ActionModule(ActionBase):
                 shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [],
                                   manifests=manifests, host_composes=composes, shared=args.get('shared') or [],
                                   compose_id=compose['compose_id'])
-            except DeltaError as exc:  # a manifest without the compose id as digest included (create checks it)
-                raise AnsibleActionFail('cannot write what %s lacks of %s: %s' % (host, compose['compose_id'], exc.msg)) from None
+            except DeltaError as exc:  # e.g. a manifest without the compose id as digest (create checks it), a corrupt artifact
+                result.update(failed=True, failed_phase='ship', changed=False, msg='cannot write what %s lacks of %s: %s. Nothing was sent'
+                              % (host, compose['compose_id'], exc.msg.rstrip('.')))
+                return result
             kept = compose['compose_id'] in composes
             remote_tmp = self._make_tmp_path()
-            upload: dict[str, t.Any] = {'manifest': self._connection._shell.join_path(remote_tmp, 'manifest.json')}
+            # bytes: the size of the files the host lacks, checked against its free space before staging
+            upload: dict[str, t.Any] = {'manifest': self._connection._shell.join_path(remote_tmp, 'manifest.json'),
+                                        'bytes': int(shipment.get('bytes') or 0)}
             files = []
             if shipment['archive']:
                 upload['archive'] = self._upload(shipment['archive'], remote_tmp, 'delta.tar.gz')
@@ -211,6 +228,8 @@ class ActionModule(ActionBase):
         if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
             module_args = fill_controller_args(module_args, controller_facts())
         result.update(self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars))
+        if result.get('failed') and not result.get('failed_phase'):
+            result['failed_phase'] = 'ship'  # the module failed before naming a phase of its own
         self._remove_tmp_path(remote_tmp)
         result['sent'] = sent
         if report and not result.get('failed'):

@@ -15,8 +15,11 @@ description:
     it names).
   - Returns the compose id and the release name when the version still names the same commit as when it was
     composed, and the compose recorded in the store says so and was not changed by a prepare hook; otherwise an empty
-    dictionary. The compose itself is not verified here (a deploy that goes on does that). It never builds, never
-    writes and never fails for a version it cannot use (a deploy then composes as usual and reports any error).
+    dictionary. It never builds, never
+    writes (but for a stored compose that fails its integrity check - its manifest's digest, its artifact's recorded
+    sha256 - which it moves into the store's C(quarantine/) folder with a warning naming it, so that the deploy composes
+    the version again) and never fails for a version it cannot use (a deploy then composes as usual and reports any
+    error).
   - The deploy role uses it to end a redeploy of what is already live after one read-only call per host, and its fast
     path ships the compose it names without running the compose module.
   - Only local stores are looked at; for an C(http(s\)://) store the result is empty.
@@ -40,7 +43,10 @@ options:
     type: str
     required: true
   release:
-    description: The release name the compose must have been made for; empty accepts the name recorded with it.
+    description:
+      - The release name given to the deploy (C(-e release=NAME)); empty for the name the deploy role's naming rule gives
+        O(version) (the version itself when it is a valid release name and not a branch, else the first 12 characters
+        of its commit). The compose must have been made for that name; the name recorded in the store does not count.
     type: str
     default: ''
 notes:
@@ -68,9 +74,14 @@ import re
 import typing as t
 
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
-from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, LocalStore, find_reusable, resolve_ref
+from ansible_collections.stagehand.deploy.plugins.module_utils._compose import (
+    ComposeError, LocalStore, find_reusable, release_for, resolve_ref,
+)
 
+
+display = Display()
 
 RESULT_KEYS = ('compose_id', 'release', 'dir', 'artifact', 'manifest', 'signature', 'shared', 'platform', 'commit', 'ref')
 
@@ -83,10 +94,19 @@ class LookupModule(LookupBase):
         store = self.get_option('store')
         if re.match(r'\A[A-Za-z][A-Za-z0-9+.-]*://', store or ''):
             return [{}]
+        repo = self.get_option('repo')
+        version = self.get_option('version')
         try:
-            commit = resolve_ref(self.get_option('repo'), self.get_option('version'))[0]
-            found = find_reusable(LocalStore(store, self.get_option('app')), self.get_option('version'), commit,
-                                  self.get_option('release') or None)
+            commit = resolve_ref(repo, version)[0]
+            # the release name the deploy gives this version (one rule, _names.release_name), never the one
+            # recorded in the store's ref pointer: a compose made for another name is not this deploy's
+            release = release_for({'repo': repo, 'ref': version, 'release': self.get_option('release') or None}, commit)
+            warnings: list[str] = []
+            try:
+                found = find_reusable(LocalStore(store, self.get_option('app')), version, commit, release, warnings)
+            finally:
+                for warning in warnings:  # a corrupt compose, quarantined: the deploy composes the version again
+                    display.warning(warning)
         except (ComposeError, OSError, ValueError):
             return [{}]
         if not found:

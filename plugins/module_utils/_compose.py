@@ -73,7 +73,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import 
     save_manifest,
     scan_tar,
 )
-from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name, is_release_name, release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._platform import (
     PlatformError,
     Requirements,
@@ -92,6 +92,8 @@ MANIFEST = 'manifest.json'
 SIGNATURE = 'manifest.json.sig'
 INPUTS = 'inputs.json'
 COMPOSE_FILES = (ARTIFACT, MANIFEST, INPUTS)
+# <store>/<app>/quarantine/<hex>-<time>: stored composes that failed their integrity check, moved aside
+QUARANTINE = 'quarantine'
 
 RELEASE_FILE = 'RELEASE'
 GZIP_LEVEL = 6
@@ -322,15 +324,34 @@ def _run(argv: list[str], cwd: str | None = None, env: dict[str, str] | None = N
 def resolve_ref(repo: str, ref: str) -> tuple[str, int]:
     """``(commit id, committer time)`` of a tag, branch or commit of the git repository ``repo``."""
     if not os.path.isdir(repo):
-        raise ComposeError('repo %s is not a directory on the controller: give the path of the application\'s git repository' % repo)
+        raise ComposeError('repo %r is not a directory on the controller: give the path of the application\'s git repository' % (repo,))
     rc, out = _run(['git', '-C', repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', ref + '^{commit}'], what='git')
     if rc != 0:
-        raise ComposeError('version %s is not a tag, branch or commit of the git repository %s%s' % (ref, repo, (': ' + out.strip()) if out.strip() else ''))
+        raise ComposeError('version %r is not a tag, branch or commit of the git repository %r%s' % (ref, repo, (': ' + out.strip()) if out.strip() else ''))
     commit = out.strip().splitlines()[0]
     rc, out = _run(['git', '-C', repo, 'show', '-s', '--format=%ct', commit], what='git')
     if rc != 0:
         raise ComposeError('git show %s in %s failed: %s' % (commit, repo, out.strip()))
     return commit, int(out.strip() or 0)
+
+
+def ref_is_branch(repo: str, ref: str) -> bool:
+    """Whether ``ref`` is a branch (``refs/heads/<ref>``) of the git repository ``repo``: a name that moves."""
+    rc = _run(['git', '-C', repo, 'show-ref', '--verify', '--quiet', 'refs/heads/' + ref], what='git')[0]
+    return rc == 0
+
+
+def release_for(params: t.Mapping[str, t.Any], commit: str | None) -> str:
+    """The release name of a compose (:func:`_names.release_name`, the one naming rule) from ``release``, ``artifact`` or ``ref``."""
+    release = params.get('release') or None
+    ref = params.get('ref') or None
+    branch = False
+    if release is None and ref is not None and commit is not None and is_release_name(ref):
+        branch = ref_is_branch(os.path.abspath(os.path.expanduser(params['repo'])), ref)
+    try:
+        return release_name(release=release, version=ref, commit=commit, branch=branch, artifact=params.get('artifact') or None)
+    except InvalidName as exc:
+        raise ComposeError(str(exc)) from None
 
 
 def normalise_mode(mode: int, is_dir: bool) -> int:
@@ -401,6 +422,59 @@ def copy_artifact(src: str, tree: str) -> None:
         _apply_manifest_modes(tree, manifest)
         return
     raise ComposeError('artifact %s is not a directory or a .tar.gz/.tgz file on the controller' % src)
+
+
+def served_subdir(web_root: str | None) -> str | None:
+    """The directory nginx serves, relative to a release: the part of ``web_root`` below its ``current`` component.
+
+    ``web_root`` is the nginx role's ``nginx_root`` (``/srv/www/shop/current/public`` -> ``public``) or already
+    relative to the release (``public``). None when there is nothing to check: no ``web_root``, ``current``
+    itself, or an absolute path that does not go through a ``current`` component.
+    """
+    if not web_root:
+        return None
+    parts = [p for p in web_root.split('/') if p not in ('', '.')]
+    if web_root.startswith('/'):
+        if 'current' not in parts:
+            return None
+        parts = parts[len(parts) - parts[::-1].index('current'):]
+    if not parts:
+        return None
+    if '..' in parts:
+        raise ComposeError('web_root %r leaves the release (a ".." component): give the directory nginx serves, '
+                           'such as %r or %r' % (web_root, 'public', '/srv/www/app/current/public'))
+    return '/'.join(parts)
+
+
+def check_content(tree: str, what: str, web_root: str | None) -> None:
+    """Refuse a tree to compose that holds no regular file (``RELEASE`` aside) or lacks the directory nginx serves.
+
+    ``what`` names the source in the message (``the artifact '/path/app.tar.gz'``). Called before
+    ``RELEASE`` is written and before anything is packed or published: such a release would go live
+    and serve only 404s.
+    """
+    has_file = False
+    for dirpath, _dirnames, filenames in os.walk(tree):
+        for name in filenames:
+            if dirpath == tree and name == RELEASE_FILE:
+                continue
+            if stat.S_ISREG(os.lstat(os.path.join(dirpath, name)).st_mode):
+                has_file = True
+                break
+        if has_file:
+            break
+    if not has_file:
+        raise ComposeError('%s holds no files%s: there is nothing to deploy (a release of it would serve only 404s); '
+                           'give an artifact or version with the application\'s files'
+                           % (what, ' besides RELEASE' if os.path.lexists(os.path.join(tree, RELEASE_FILE)) else ''))
+    sub = served_subdir(web_root)
+    if sub is not None:
+        path = os.path.join(tree, *sub.split('/'))
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise ComposeError('%s has no directory %r, the directory nginx serves (web_root %r): a release of it would '
+                               'serve only 404s; put the public files in %r, or set deploy_web_root (the nginx role\'s '
+                               'nginx_root) to the directory the application serves from'
+                               % (what, sub + '/', web_root, sub + '/'))
 
 
 def _runs_composer(build: t.Sequence[t.Sequence[str]]) -> bool:
@@ -539,6 +613,60 @@ class LocalStore:
             return load_manifest(os.path.join(directory, MANIFEST)).digest == compose_id
         except ManifestError:
             return False
+
+    def problem(self, compose_id: str) -> str | None:
+        """Why the stored compose fails its integrity check, or None when it passes (or is not there at all).
+
+        The manifest must have the compose id as digest; the artifact must have the sha256 recorded when
+        it was packed (``inputs.json`` ``artifact_sha256``), or, for a compose recorded without it, hold
+        exactly the manifest's content (read in full).
+        """
+        directory = self.compose_dir(compose_id)
+        if not os.path.lexists(directory):
+            return None
+        missing = [name for name in COMPOSE_FILES if not os.path.isfile(os.path.join(directory, name))]
+        if missing:
+            return 'it lacks %s' % ', '.join(missing)
+        try:
+            digest = load_manifest(os.path.join(directory, MANIFEST)).digest
+        except ManifestError as exc:
+            return 'its %s is unreadable: %s' % (MANIFEST, exc.msg)
+        if digest != compose_id:
+            return 'its %s has the digest %s' % (MANIFEST, digest)
+        try:
+            inputs = read_json(os.path.join(directory, INPUTS))
+        except (OSError, ValueError) as exc:
+            return 'its %s is unreadable: %s' % (INPUTS, exc)
+        artifact = os.path.join(directory, ARTIFACT)
+        recorded = inputs.get('artifact_sha256') if isinstance(inputs, dict) else None
+        if isinstance(recorded, str):
+            actual = sha256_file(artifact)
+            return None if actual == recorded else 'its %s has the sha256 %s, not the %s recorded when it was packed' % (ARTIFACT, actual, recorded)
+        try:
+            packed = scan_tar(artifact).digest
+        except ManifestError as exc:
+            return 'its %s is unreadable: %s' % (ARTIFACT, exc.msg)
+        return None if packed == compose_id else 'its %s holds other content than its manifest (digest %s)' % (ARTIFACT, packed)
+
+    def quarantine(self, compose_id: str, problem: str) -> str:
+        """Move the stored compose aside into ``<store>/<app>/quarantine/`` (one rename); the warning that says so."""
+        directory = self.compose_dir(compose_id)
+        parent = os.path.join(self.base, QUARANTINE)
+        os.makedirs(parent, exist_ok=True)
+        dest = os.path.join(parent, '%s-%s' % (_hex(compose_id), datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')))
+        os.rename(directory, dest)
+        fsync_dir(os.path.dirname(directory))
+        fsync_dir(parent)
+        return ('the compose %s in the artifact store %r failed its integrity check (%s): it was moved to %r and is '
+                'composed again (remove that directory once inspected)' % (compose_id, self.root, problem, dest))
+
+    def usable(self, compose_id: str, warnings: list[str]) -> bool:
+        """True when the stored compose is complete and passes :meth:`problem`; a corrupt one is quarantined (warning added)."""
+        problem = self.problem(compose_id)
+        if problem is not None:
+            warnings.append(self.quarantine(compose_id, problem))
+            return False
+        return self.complete(compose_id)
 
     def tmp_dir(self) -> str:
         path = os.path.join(self.base, 'tmp')
@@ -793,7 +921,7 @@ def _ensure_signature(store: LocalStore | HttpStore, compose_id: str, signing_ke
 
 
 def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, commit: str, release: str,
-              check_mode: bool = False) -> dict[str, t.Any] | None:
+              check_mode: bool = False, warnings: list[str] | None = None) -> dict[str, t.Any] | None:
     if not pointer or pointer.get('commit') != commit or pointer.get('release') != release:
         return None
     compose_id = pointer['compose_id']
@@ -808,14 +936,17 @@ def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, c
             return None
         ok = isinstance(inputs, dict) and inputs.get('commit') == commit and inputs.get('release') == release and not inputs.get('prepared')
         return inputs if ok else None
+    warnings = [] if warnings is None else warnings
+    local = store.cache if isinstance(store, HttpStore) else store
+    if check_mode and local.problem(compose_id) is not None:
+        return None  # a real run quarantines it and composes again
+    if not check_mode and not local.usable(compose_id, warnings) and not isinstance(store, HttpStore):
+        return None
     if isinstance(store, HttpStore):
         try:
             store.fetch(compose_id)
         except ComposeError:
             return None
-    elif not store.complete(compose_id):
-        return None
-    local = store.cache if isinstance(store, HttpStore) else store
     inputs = read_json(os.path.join(local.compose_dir(compose_id), INPUTS))
     if not isinstance(inputs, dict) or inputs.get('commit') != commit or inputs.get('release') != release:
         return None
@@ -825,13 +956,16 @@ def _reusable(store: LocalStore | HttpStore, pointer: dict[str, t.Any] | None, c
     return inputs
 
 
-def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None = None) -> dict[str, t.Any] | None:
+def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None = None,
+                  warnings: list[str] | None = None) -> dict[str, t.Any] | None:
     """The compose of ``ref`` in a local store (as the compose module returns it, ``reused``), without building.
 
     The ref pointer must name a compose of ``commit`` made for ``release`` (any release name
     recorded with it when None) whose recorded inputs say the same and that a prepare hook did
-    not change. Cheap: the pointer and ``inputs.json`` are read, the manifest is not (a deploy
-    that goes on verifies the whole compose, :func:`_reusable`). Reads only; never builds.
+    not change. The stored compose must pass its integrity check (:meth:`LocalStore.problem`: the
+    manifest's digest, the artifact's recorded sha256); one that fails is moved into the store's
+    quarantine (a warning in ``warnings`` says where) and None is returned, so the deploy composes
+    it again. Never builds.
     """
     pointer = store.read_ref(ref)
     if not pointer or pointer.get('commit') != commit:
@@ -846,7 +980,7 @@ def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None 
         return None
     if not isinstance(inputs, dict) or inputs.get('commit') != commit or inputs.get('release') != wanted or inputs.get('prepared'):
         return None
-    if not (os.path.isfile(os.path.join(store.compose_dir(compose_id), MANIFEST)) and os.path.isfile(os.path.join(store.compose_dir(compose_id), ARTIFACT))):
+    if not store.usable(compose_id, [] if warnings is None else warnings):
         return None
     return _result(store, compose_id, inputs, reused=True, changed=False)
 
@@ -856,10 +990,13 @@ def check_params(params: t.Mapping[str, t.Any]) -> None:
         raise ComposeError('give exactly one of ref (a tag, branch or commit of repo) and artifact (a directory or .tar.gz)')
     if params.get('ref') and not params.get('repo'):
         raise ComposeError('ref %s needs repo, the path of the git repository on the controller' % params['ref'])
-    try:
-        check_release_name(params.get('release'))
-    except InvalidName as exc:
-        raise ComposeError(str(exc)) from None
+    if params.get('release'):
+        try:
+            check_release_name(params['release'], 'release name given with -e release')
+        except InvalidName as exc:
+            raise ComposeError(str(exc)) from None
+    elif params.get('step') == 'pack':
+        raise ComposeError('step=pack needs release, the release name returned by the step=build run')
     app = params.get('app')
     if not isinstance(app, str) or not _APP_RE.match(app):
         raise ComposeError('app %r is not a valid application name (1 to 128 of A-Z a-z 0-9 . _ -, not starting with "." or "-")' % (app,))
@@ -919,6 +1056,13 @@ def build_tree(params: t.Mapping[str, t.Any], work: str, commit: str | None, mti
     return {'tree': tree, 'config': config, 'log': log, 'build': build, 'env': env}
 
 
+def _source_text(params: t.Mapping[str, t.Any], commit: str | None) -> str:
+    """What a compose is made of, for messages: ``the artifact '/x/app.tar.gz'`` or ``version 'v1' (commit 0123456789ab)``."""
+    if params.get('artifact'):
+        return 'the artifact %r' % (params['artifact'],)
+    return 'version %r (commit %s)' % (params.get('ref'), (commit or '')[:12])
+
+
 def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, tree: str, config: dict[str, t.Any],
                  log: list[dict[str, t.Any]], build: list[list[str]], env: t.Mapping[str, str], commit: str | None, mtime: int) -> dict[str, t.Any]:
     """Filter the built tree, write RELEASE, take the manifest, pack, record the inputs and publish. Returns the result."""
@@ -926,6 +1070,7 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
     ref = params.get('ref')
     source = _source_inputs(tree, config)
     apply_filters(tree, config['include'], config['exclude'])
+    check_content(tree, _source_text(params, commit), params.get('web_root'))
     release_path = os.path.join(tree, RELEASE_FILE)
     if os.path.lexists(release_path):
         _remove(release_path)
@@ -965,7 +1110,8 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
     local = store.cache if isinstance(store, HttpStore) else store
     local.clean_tmp()
     changed = False
-    if local.complete(compose_id):
+    warnings: list[str] = []
+    if local.usable(compose_id, warnings):
         existing = read_json(os.path.join(local.compose_dir(compose_id), INPUTS))
         if isinstance(existing, dict):
             inputs = existing
@@ -979,6 +1125,8 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
             if packed.digest != compose_id:
                 raise ComposeError('the packed artifact does not match the tree (%s, expected %s)' % (packed.digest, compose_id))
             save_manifest(os.path.join(staging, MANIFEST), manifest)
+            # what the integrity check of a reuse compares the artifact with (LocalStore.problem)
+            inputs['artifact_sha256'] = sha256_file(artifact)
             write_json_atomic(os.path.join(staging, INPUTS), inputs)
             if params.get('signing_key'):
                 sign(os.path.join(staging, MANIFEST), os.path.expanduser(params['signing_key']))
@@ -1001,13 +1149,30 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
             changed = True
     inputs['build_log'] = log
     result = _result(store, compose_id, inputs, reused=False, changed=changed)
-    result.update({'ref': ref, 'commit': commit, 'release': release})
+    result.update({'ref': ref, 'commit': commit, 'release': release, 'warnings': warnings})
     return result
 
 
 def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.Any]:
-    """The compose module: ``step`` all (default), build (export and build only) or pack (finish a tree from step build)."""
+    """The compose module: ``step`` all (default), build (export and build only) or pack (finish a tree from step build).
+
+    The result's ``warnings`` name any stored compose that failed its integrity check and was
+    quarantined (then composed again).
+    """
+    warnings: list[str] = []
+    try:
+        result = _compose(params, check_mode, warnings)
+    except ComposeError as exc:
+        if warnings:
+            raise ComposeError('%s; %s' % (exc.msg, '; '.join(warnings)), **exc.details) from None
+        raise
+    result['warnings'] = warnings + [w for w in result.get('warnings') or [] if w not in warnings]
+    return result
+
+
+def _compose(params: t.Mapping[str, t.Any], check_mode: bool, warnings: list[str]) -> dict[str, t.Any]:
     check_params(params)
+    params = dict(params)
     store = open_store(params['store'], params['app'], params.get('cache') or '~/.cache/stagehand/store-cache',
                        params.get('validate_certs', True))
     ref = params.get('ref')
@@ -1020,8 +1185,9 @@ def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.
     try:
         if ref:
             commit, mtime = resolve_ref(os.path.abspath(os.path.expanduser(params['repo'])), ref)
+        params['release'] = release_for(params, commit)
         if ref and step == 'all' and not params.get('force'):
-            inputs = _reusable(store, pointer, t.cast(str, commit), params['release'], check_mode)
+            inputs = _reusable(store, pointer, t.cast(str, commit), params['release'], check_mode, warnings)
             if inputs is not None:
                 compose_id = pointer['compose_id']  # type: ignore[index]
                 if check_mode:

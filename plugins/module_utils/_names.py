@@ -11,6 +11,7 @@ Release names become directory names under ``releases/`` and file names under
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import re
 
@@ -55,6 +56,39 @@ def is_release_name(name: object) -> bool:
     except InvalidName:
         return False
     return True
+
+
+def release_name(release: str | None = None, version: str | None = None, commit: str | None = None,
+                 branch: bool = False, artifact: str | None = None) -> str:
+    """The release name of a deploy: the one rule of docs/deploy.md (Release names), for every path.
+
+    * ``release`` (``-e release=NAME``), when given, is the name;
+    * else, for an ``artifact`` (``-e artifact=PATH``), its base name without ``.tar.gz``/``.tgz``;
+    * else, for a git ``version``, the version itself when it is a valid release name and not a
+      ``branch`` (a branch moves), otherwise the first 12 characters of its ``commit``.
+
+    Nothing recorded anywhere (an artifact store's ref pointer, an earlier deploy) takes part.
+    Raises :class:`InvalidName` naming the value and what is allowed.
+    """
+    if release:
+        return check_release_name(release, 'release name given with -e release')
+    if artifact:
+        base = os.path.basename(artifact.rstrip('/'))
+        for suffix in ('.tar.gz', '.tgz'):
+            if base.endswith(suffix):
+                base = base[:-len(suffix)]
+                break
+        if not is_release_name(base):
+            raise InvalidName('the artifact %r gives the release name %r, which is invalid: use %s, or give one with -e release=NAME'
+                              % (artifact, base, ALLOWED_DESCRIPTION))
+        return base
+    if not version:
+        raise InvalidName('no release name: give -e version=REF, -e artifact=PATH or -e release=NAME')
+    if is_release_name(version) and not branch:
+        return version
+    if not isinstance(commit, str) or not re.match(r'\A[0-9a-f]{12,64}\Z', commit):
+        raise InvalidName('version %r needs the commit id it names to be named (got %r)' % (version, commit))
+    return commit[:12]
 
 
 def account_id(value: object, group: bool = False) -> int:

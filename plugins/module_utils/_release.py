@@ -114,6 +114,64 @@ class ReleaseError(Exception):
         self.details = details
 
 
+# -- disk space and filesystem errors ----------------------------------------------
+# room left beside the files themselves: directories, inodes' blocks, metadata and manifests
+SPACE_MARGIN = 1024 * 1024
+
+
+def free_bytes(path: str) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem of ``path`` (``statvfs``)."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _size(count: int) -> str:
+    for unit, scale in (('GiB', 1 << 30), ('MiB', 1 << 20), ('KiB', 1 << 10)):
+        if count >= scale:
+            return '%d bytes (%.1f %s)' % (count, count / scale, unit)
+    return '%d bytes' % count
+
+
+def check_free_space(root: str, needed: int | None, what: str) -> None:
+    """Refuse, before anything is written, to stage ``what`` when the filesystem of ``root`` lacks ``needed`` bytes (and a margin).
+
+    ``needed`` is the size of the files to write (those not hardlinked to content already on the host);
+    None or 0 checks nothing.
+    """
+    if not needed or not os.path.isdir(root):
+        return
+    free = free_bytes(root)
+    if free < needed + SPACE_MARGIN:
+        raise ReleaseError('not enough space to stage %s in %r: its new files need %s (and about %s more for directories and '
+                           'metadata), the filesystem has %s free; free some space there (remove old releases with cleanup.yml) '
+                           'and deploy again. Nothing was staged' % (what, root, _size(needed), _size(SPACE_MARGIN), _size(free)),
+                           needed=needed, free=free)
+
+
+def explain_os_error(exc: OSError, root: str, needed: int | None = None) -> str:
+    """A filesystem error as a message saying what happened, where, and (no space left) how much space is needed.
+
+    ``ENOSPC``: the file being written, the filesystem's free space and ``needed``; ``EXDEV``: the two
+    paths a rename or hardlink could not join, and that the deploy root must be one filesystem.
+    Any other error: its text and the path, quoted.
+    """
+    paths = [p for p in (exc.filename, getattr(exc, 'filename2', None)) if p]
+    if exc.errno == errno.ENOSPC:
+        try:
+            free = _size(free_bytes(root))
+        except OSError:
+            free = 'an unknown number of bytes'
+        writing = (' while writing %r' % (paths[0],)) if paths else ''
+        wanted = (', %s needed for the new files' % _size(needed)) if needed else ''
+        return ('no space left on the filesystem of %r%s: %s free%s; free some space there (remove old releases with '
+                'cleanup.yml) and deploy again' % (root, writing, free, wanted))
+    if exc.errno == errno.EXDEV:
+        return ('%s %s on different filesystems, and a rename or hardlink cannot cross from one to the other: keep %r '
+                '(releases/, slots/, shared/ and .stagehand/) on one filesystem, without mount points inside it'
+                % (' and '.join(repr(p) for p in paths) or 'the paths', 'are' if len(paths) > 1 else 'is', root))
+    return '%s%s' % (exc.strerror or exc, (' (%s)' % ', '.join(repr(p) for p in paths)) if paths else '')
+
+
 # -- small helpers ---------------------------------------------------------------
 def release_manifest_path(droot: DeployRoot, name: str) -> str:
     """Where the tree manifest of release ``name`` is kept."""
@@ -824,11 +882,13 @@ def ensure_release(
     group: str | None = None,
     check_mode: bool = False,
     partial: bool = False,
+    space_needed: int | None = None,
 ) -> dict[str, t.Any]:
     """Make ``releases/<name>`` hold exactly ``src`` (plus shared links); releases are immutable once complete.
 
     With ``partial``, ``src`` holds only some files of ``manifest_path`` (or is None) and the others
-    are taken from the complete releases and slots of the root by sha256.
+    are taken from the complete releases and slots of the root by sha256. ``space_needed`` (the bytes
+    of the files to write) is checked against the free space of ``root`` before anything is staged.
     """
     check_release_name(name)
     shared_paths = check_shared_paths(shared)
@@ -890,6 +950,7 @@ def ensure_release(
                        manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
                        linked=linked, copied=tree.files - linked)
 
+    check_free_space(root, space_needed, 'release %r' % (name,))
     created = _make_dirs([droot.releases_dir, droot.meta_dir, droot.manifests_dir, droot.stage_dir])
     try:
         index = content_index(droot, name) if partial else release_link_index(droot, name)
@@ -1048,8 +1109,12 @@ def populate_slot(
     group: str | None = None,
     check_mode: bool = False,
     partial: bool = False,
+    space_needed: int | None = None,
 ) -> dict[str, t.Any]:
-    """Replace the content of an inactive slot by ``src``; unchanged when the slot already holds the same digest."""
+    """Replace the content of an inactive slot by ``src``; unchanged when the slot already holds the same digest.
+
+    ``space_needed`` (the bytes of the files to write) is checked against the free space of ``root`` before anything is staged.
+    """
     if label is not None:
         check_release_name(label)
     shared_paths = check_shared_paths(shared)
@@ -1091,6 +1156,7 @@ def populate_slot(
                            manifest_digest=source.digest, files=tree.files, bytes=tree.bytes, shared=shared_paths,
                            linked=linked, copied=tree.files - linked)
 
+    check_free_space(root, space_needed, 'slot %r' % (target,))
     created = _make_dirs([droot.slots_dir, droot.slot_meta_dir, droot.stage_dir])
     try:
         index = content_index(droot) if partial else slot_link_index(droot)
@@ -1147,8 +1213,7 @@ def run(params: t.Mapping[str, t.Any], check_mode: bool = False) -> dict[str, t.
     except ManifestError as exc:
         raise ReleaseError(exc.msg, offending_path=exc.path) from None
     except OSError as exc:
-        where = ' (%s)' % exc.filename if exc.filename else ''
-        raise ReleaseError('%s%s' % (exc.strerror or exc, where)) from None
+        raise ReleaseError(explain_os_error(exc, params['root'], params.get('space_needed'))) from None
     except ValueError as exc:  # unreadable JSON state files and the like
         raise ReleaseError(str(exc)) from None
 
@@ -1166,7 +1231,8 @@ def _run(params: t.Mapping[str, t.Any], check_mode: bool) -> dict[str, t.Any]:
         if not params.get('src') and not partial:
             raise ReleaseError('src is required with state=present unless partial is true')
         common = dict(src=params.get('src') or None, shared=params.get('shared') or [], manifest_path=params.get('manifest'),
-                      owner=params.get('owner'), group=params.get('group'), check_mode=check_mode, partial=partial)
+                      owner=params.get('owner'), group=params.get('group'), check_mode=check_mode, partial=partial,
+                      space_needed=params.get('space_needed'))
         if slot is not None:
             return populate_slot(params['root'], slot, label=name, **common)
         if name is None:

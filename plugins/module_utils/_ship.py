@@ -207,7 +207,8 @@ def stage_release(droot: DeployRoot, name: str, live: str | None, manifest: str,
         _release.remove_release(droot.root, name)
         removed = True
     staged = _release.ensure_release(droot.root, name, (params.get('upload') or {}).get('archive'), shared=params.get('shared') or [],
-                                     manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True)
+                                     manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True,
+                                     space_needed=(params.get('upload') or {}).get('bytes'))
     staged.pop('diff', None)
     staged['changed'] = staged['changed'] or removed
     if staged['status'] != 'complete':
@@ -243,7 +244,8 @@ def stage_slot(droot: DeployRoot, name: str, manifest: str, params: t.Mapping[st
     slot = _release.resolve_slot(droot, 'inactive')
     if _slot_is_empty(droot, slot):
         filled = _release.populate_slot(droot.root, slot, archive, label=name, shared=params.get('shared') or [],
-                                        manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True)
+                                        manifest_path=manifest, owner=params.get('owner'), group=params.get('group'), partial=True,
+                                        space_needed=(params.get('upload') or {}).get('bytes'))
         filled.pop('diff', None)
         # every file is new to the slot: all are invalidated (a pool restricting opcache's status API
         # cannot list what it caches below the slot)
@@ -327,14 +329,19 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
 
     ``run_command(argv) -> (rc, stdout, stderr)`` runs the post commands (the module's run_command).
     """
-    check_args(params)
     root = params['root']
-    name = params['release']
     mode = params.get('mode') or MODE_RELEASES
     droot = DeployRoot(root)
+    try:
+        check_args(params)
+    except ShipError as exc:  # refused before anything is read or written: say what is live all the same
+        live = live_label(droot, mode) if mode in (MODE_RELEASES, MODE_SLOTS) and os.path.isdir(root) else None
+        raise ShipError(exc.msg, dict(exc.result, failed_phase=PHASE_CHECK, previous=live, current=live)) from None
+    name = params['release']
     moment = datetime.datetime.now(datetime.timezone.utc)
     if not os.path.isdir(root):
-        raise ShipError('the deploy root %s does not exist on this host: provision it first' % root)
+        raise ShipError('the deploy root %r does not exist on this host: provision it first' % (root,),
+                        {'failed_phase': PHASE_CHECK, 'previous': None, 'current': None})
     result: dict[str, t.Any] = {'changed': False, 'release': name, 'compose_id': params['compose_id'], 'mode': mode, 'slot': None,
                                 'staged': None, 'switched': False, 'needs_migrate': False, 'needs_phases': False,
                                 'pending_migrations': [], 'previous': None, 'current': None, 'health': None, 'opcache': None,
@@ -440,8 +447,11 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         if phase == PHASE_CHECK:
             msg = msg.rstrip('.') + '. Nothing was staged.'
         return _failed(droot, params, moment, result, phase, clock() - started, outcome, msg, live, mode, slot)
-    except (OSError, ValueError) as exc:
-        msg = 'could not %s release %s in %s: %s' % (phase, name, root, exc)
+    except OSError as exc:
+        msg = 'could not %s release %r in %r: %s' % (phase, name, root, _release.explain_os_error(exc, root, (params.get('upload') or {}).get('bytes')))
+        return _failed(droot, params, moment, result, phase, 0.0, 'failed', msg, live, mode, slot)
+    except ValueError as exc:
+        msg = 'could not %s release %r in %r: %s' % (phase, name, root, exc)
         return _failed(droot, params, moment, result, phase, 0.0, 'failed', msg, live, mode, slot)
     finally:
         if token is not None:

@@ -30,6 +30,10 @@ description:
     C(<store>/<app>/refs/<ref>.json) (the last good compose of the ref). A local compose is built aside in
     C(<store>/<app>/tmp/) and renamed into place; a URL store is written with HTTP PUT (the compose files first, the ref
     pointer last) and read with GET, with a local copy in O(cache).
+  - A stored compose is reused only when it passes an integrity check (its manifest has the compose id as digest, its
+    artifact the sha256 recorded when it was packed, or for an older compose, exactly the manifest's content). One that
+    fails is moved aside into C(<store>/<app>/quarantine/<hex>-<time>/) with a warning naming both paths, and composed
+    again.
   - When the ref pointer of O(ref) already names a complete compose of the same commit and release, nothing is built
     (RV(reused=true), RV(ignore:changed=false)). A failed build (a build command fails, a bad C(stagehand.yml), an unsafe tree)
     publishes nothing and leaves the ref pointer untouched; the error names the last good compose of the ref.
@@ -64,9 +68,22 @@ options:
     description: A prebuilt release on the controller, a directory or a C(.tar.gz)/C(.tgz) file. No ref pointer is written for it.
     type: path
   release:
-    description: The release name written to the C(RELEASE) file (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
+    description:
+      - The release name written to the C(RELEASE) file (1 to 128 of C(A-Z a-z 0-9 . _ -), not starting with C(.)).
+      - Omitted, the one naming rule of the deploy role decides it (docs/deploy.md, Release names) - for an O(artifact),
+        its base name without C(.tar.gz)/C(.tgz); for a O(ref), the ref itself when it is a valid release name and not a
+        branch, else the first 12 characters of its commit. The name recorded in the store's ref pointer never counts.
+      - Required with O(step=pack) (the RV(release) of the O(step=build) run).
     type: str
-    required: true
+  web_root:
+    description:
+      - The directory nginx serves, either as the nginx role's C(nginx_root) says it (an absolute path through the
+        C(current) link, such as C(/srv/www/shop/current/public)) or relative to the release (C(public)).
+      - A compose without that directory (the part of the path below C(current)) is refused before anything is published,
+        as is one without any regular file besides C(RELEASE). An absolute path not through a C(current) component, or
+        C(current) itself, checks only that the compose holds files.
+      - Omitted, only the check for files is made.
+    type: str
   app:
     description: The application name; the store keeps each application below C(<store>/<app>/).
     type: str
@@ -246,6 +263,7 @@ work:
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, run
+from ansible_collections.stagehand.deploy.plugins.module_utils._module import exit_with_result
 
 
 def main() -> None:
@@ -254,7 +272,8 @@ def main() -> None:
             repo=dict(type='path'),
             ref=dict(type='str'),
             artifact=dict(type='path'),
-            release=dict(type='str', required=True),
+            release=dict(type='str'),
+            web_root=dict(type='str'),
             app=dict(type='str', required=True),
             store=dict(type='str', required=True),
             cache=dict(type='path', default='~/.cache/stagehand/store-cache'),
@@ -274,7 +293,7 @@ def main() -> None:
         result = run(module.params, check_mode=module.check_mode)
     except ComposeError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    exit_with_result(module, result)
 
 
 if __name__ == '__main__':

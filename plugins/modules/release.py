@@ -88,6 +88,13 @@ options:
       - The source must match it exactly (paths, types, modes, sizes, sha256, symlink targets), else nothing is created.
       - Required with O(partial=true), where it describes the whole source and O(src) only part of it.
     type: path
+  space_needed:
+    description:
+      - The bytes of the files to write (those of O(src) with O(partial=true); the deploy role passes what the ship phase
+        sent). With O(state=present), staging is refused before anything is written when the filesystem of O(root) has
+        less free space than that plus 1 MiB, naming both amounts.
+      - Omitted, no free-space check is made (a full disk still fails with a message naming the path and the free space).
+    type: int
   partial:
     description:
       - O(src) is a partial source (a delta) holding only the files whose content the host lacks; the other files of
@@ -285,6 +292,7 @@ def main() -> None:
             reason=dict(type='str'),
             slot=dict(type='str', choices=['a', 'b', 'inactive']),
             partial=dict(type='bool', default=False),
+            space_needed=dict(type='int'),
         ),
         required_if=[
             ('partial', True, ('manifest',)),

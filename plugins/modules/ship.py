@@ -113,6 +113,11 @@ options:
       manifest_delta:
         description: The manifest delta, if one was sent.
         type: path
+      bytes:
+        description:
+          - The size of the files sent (those the host lacks). Staging is refused before anything is written when the
+            filesystem of O(root) has less free space than that plus 1 MiB; the message names both amounts.
+        type: int
   shared:
     description: Paths (relative to the release) linked to C(<root>/shared/<path>), as for M(stagehand.deploy.release).
     type: list
@@ -514,6 +519,7 @@ def main() -> None:
                 archive=dict(type='path'),
                 manifest=dict(type='path', required=True),
                 manifest_delta=dict(type='path'),
+                bytes=dict(type='int'),
             )),
             shared=dict(type='list', elements='str', default=[]),
             shared_dirs=dict(type='list', elements='str', default=[]),

@@ -35,12 +35,15 @@ def test_history_records_every_outcome(host):
         ('deploy', 'rolled_back'),
         ('deploy', 'failed'),
         ('rollback', 'refused'),
+        ('deploy', 'failed'),
+        ('deploy', 'success'),
+        ('deploy', 'success'),
     ]
     # v1 and v4-broken-health add no migration, so they take the fast path (tasks/fast.yml: one
     # ship call, which knows the release before it takes the lock); v5-bad-migration has one to
     # apply, so it goes through the phases after the ship call staged it
     assert [e['release'] for e in history[:4]] == ['v2', 'v1', 'v4-broken-health', 'v5-bad-migration']
-    locked, broken, bad_migration, rollback = history[1:]
+    locked, broken, bad_migration, rollback, empty, alt, again = history[1:]
     # refused at the lock, before anything was staged or switched: the error names the holder
     assert 'held by someone-else on controller other-laptop' in locked['error']
     assert "'deploy by hand'" in locked['error']
@@ -56,6 +59,11 @@ def test_history_records_every_outcome(host):
     assert rollback['previous'] == 'v2'
     assert rollback['release'] in (None, 'v9')
     assert re.search(r"release '?v9'? does not exist", rollback['error'])
+    # an empty artifact: refused by the compose on the controller, nothing staged; what was live is read from the host
+    assert 'holds no files' in empty['error'] and empty['previous'] == 'v2'
+    # -e release=v2alt once, then -e version=v2: named v2 by the rule, not v2alt (issue 11, defect 6)
+    assert (alt['release'], alt['previous']) == ('v2alt', 'v2')
+    assert (again['release'], again['previous']) == ('v2', 'v2alt')
 
 
 def test_release_that_failed_its_health_check_is_marked_failed(host):
@@ -73,7 +81,7 @@ def test_release_whose_migration_failed_is_gone(host):
     assert not host.file(ROOT + '/.stagehand/releases/v5-bad-migration.json').exists
     assert not host.file(ROOT + '/.stagehand/manifests/v5-bad-migration.json').exists
     assert host.check_output('ls -A %s', ROOT + '/.stagehand/stage') == ''
-    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v4-broken-health']
+    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v2alt', 'v4-broken-health']
 
 
 def test_failed_migration_is_not_recorded(host):

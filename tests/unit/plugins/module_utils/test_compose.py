@@ -297,7 +297,7 @@ def test_moved_ref_builds_again_and_moves_the_pointer(tmp_path, repo):
 def test_unknown_ref(tmp_path, repo):
     with pytest.raises(ComposeError) as exc:
         run(params(repo, tmp_path / 'store', ref='v9'))
-    assert 'version v9 is not a tag, branch or commit' in exc.value.msg
+    assert "version 'v9' is not a tag, branch or commit" in exc.value.msg
 
 
 def test_no_stagehand_yml_uses_the_default_build_with_composer_json(tmp_path):

@@ -59,7 +59,7 @@ def test_check_mode_changes_nothing(run_module, tmp_path, repo, snapshot):
     ({'release': '../x'}, ['release name']),
     ({'release': '.hidden'}, ['release name']),
     ({'app': 'a/b'}, ["app 'a/b' is not a valid application name"]),
-    ({'ref': 'nope'}, ['version nope is not a tag, branch or commit', 'there is no earlier good compose of nope']),
+    ({'ref': 'nope'}, ["version 'nope' is not a tag, branch or commit", 'there is no earlier good compose of nope']),
     ({'ref': '../../etc/x'}, ["'..' component"]),
     ({'store': 'ftp://x/y'}, ['use a local directory or an http:// or https:// URL']),
     ({'signing_key': '/nonexistent/key'}, ['signing_key /nonexistent/key does not exist']),
