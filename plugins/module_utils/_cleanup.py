@@ -34,6 +34,7 @@ import time
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, is_disk_full
 from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     LockArgumentError,
@@ -285,6 +286,7 @@ def cleanup(root: str, token: object, keep: object = DEFAULT_KEEP, check_mode: b
             raise CleanupError('removing release %s failed: %s; removed before it: %s' % (
                 release['name'], getattr(exc, 'msg', None) or exc, ', '.join(done) or 'nothing'), removed=done) from None
         done.append(release['name'])
+        crash_point('cleanup:removed-one')
     for path in plan['stage']:
         try:
             remove_tree(path)

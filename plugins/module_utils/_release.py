@@ -45,6 +45,7 @@ import shutil
 import stat
 import typing as t
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     fsync_dir,
     read_json,
@@ -958,6 +959,7 @@ def ensure_release(
         try:
             if os.path.lexists(path):
                 raise ReleaseError('%s appeared while the release was being staged: another deploy is running?' % path)
+            crash_point('release:staged')
             os.rename(staging, path)
         except BaseException:
             remove_tree(staging)

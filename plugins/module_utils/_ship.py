@@ -48,6 +48,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils import (
     _release,
     _switch,
 )
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, read_json, write_bytes_atomic
 from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import TYPE_FILE, load_manifest, with_shared
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, account_id, check_release_name
@@ -361,6 +362,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         except _lock.LockError as exc:
             raise ShipError(exc.msg, dict(result, failed_phase=PHASE_LOCK)) from None
         token = got['token']
+        crash_point('ship:locked')
         _timed(result['phases'], PHASE_LOCK, clock() - started)
         result['warnings'].extend(got['warnings'])
     phase, started = PHASE_CHECK, clock()
@@ -387,6 +389,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
             tree = droot.release_path(name)
         result['staged'] = staged
         result['changed'] |= staged['changed']
+        crash_point('ship:staged')
         _timed(result['phases'], phase, clock() - started)
 
         migrations = params.get('migrations')

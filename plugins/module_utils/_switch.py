@@ -39,6 +39,7 @@ import socket
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
     InvalidName,
@@ -1001,6 +1002,7 @@ def switch_checked(
     saved = _save_meta(droot, sorted({name for phase, name, _f, _c in plan.meta.ops if phase != 'repair'}))
     if plan.changed:
         apply_switch(plan)
+        crash_point('switch:switched')
 
     failure = None
     if switched and commands:
@@ -1013,6 +1015,7 @@ def switch_checked(
             failure = 'the health check of %s failed after %d attempt(s) in %.1f s: %s' % (
                 health_url, health['attempts'], health['elapsed'], health['error'])
     if failure is None:
+        crash_point('switch:healthy')
         result['warnings'] = list(result['warnings']) + prepare_spare(droot)
         return result
 
@@ -1294,6 +1297,8 @@ def switch_guarded(
                 previous = droot.label(held_current['mode'], held_current['name']) if held_current['kind'] == 'symlink' else None
                 raise
             token = None if check_mode else got['token']
+            if token is not None:
+                crash_point('switch:locked')
             extra['lock'].update(acquired=True, holder=got['holder'])
             warnings.extend(got['warnings'])
             _timed(phases, PHASE_LOCK, started, clock)
@@ -1370,6 +1375,8 @@ def switch_guarded(
                 entry['phases'] = dict(record.get('phases') or {}, **phases)
                 try:
                     extra['history'] = _history.append_record(root, entry, check_mode=check_mode)['record']
+                    if not check_mode:
+                        crash_point('switch:recorded')
                 except (_history.HistoryError, OSError) as exc:
                     full = _atomic.is_disk_full(exc)
                     warnings.append('the history line could not be written to %s: %s%s' % (

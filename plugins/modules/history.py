@@ -160,6 +160,7 @@ record:
     error: null
 """
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import disk_full_hint, is_disk_full
 from ansible_collections.stagehand.deploy.plugins.module_utils._history import (
@@ -192,6 +193,8 @@ def main() -> None:
     params = module.params
     try:
         result = append_record(params['root'], params['record'], check_mode=module.check_mode)
+        if not module.check_mode:
+            crash_point('history:written')
     except HistoryError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

@@ -222,6 +222,7 @@ raw:
   sample: "b'garbage'"
 """
 
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._module import StagehandModule, exit_with_result
 from ansible_collections.stagehand.deploy.plugins.module_utils._lock import (
     DEFAULT_TTL,
@@ -265,6 +266,8 @@ def main() -> None:
                 ttl=params['ttl'],
                 check_mode=module.check_mode,
             )
+            if not module.check_mode:
+                crash_point('lock:acquired')
         else:
             result = release(params['root'], token=params['token'], force=params['force'], check_mode=module.check_mode)
     except LockHeld as exc:

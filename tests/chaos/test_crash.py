@@ -33,13 +33,14 @@ POINTS = [
     # a one-host deploy of a git version: the ship module does everything in one call
     ('deploy', 'ship:locked'),
     ('deploy', 'ship:staged'),
-    ('deploy', 'ship:switched'),
-    ('deploy', 'ship:healthy'),
-    ('deploy', 'ship:recorded'),
-    # the same deploy through the phases (-e deploy_fast=false)
+    ('deploy', 'switch:switched'),
+    ('deploy', 'switch:healthy'),
+    ('deploy', 'switch:recorded'),
+    # the same deploy through the phases (-e deploy_fast=false): lock, release, switch, history modules
     ('deploy-phases', 'lock:acquired'),
     ('deploy-phases', 'release:staged'),
     ('deploy-phases', 'switch:switched'),
+    ('deploy-phases', 'switch:healthy'),
     ('deploy-phases', 'history:written'),
     # rollback: one switch call under the lock
     ('rollback', 'switch:locked'),
@@ -52,7 +53,7 @@ POINTS = [
 ]
 # What CI runs (scripts/test chaos); the rest with STAGEHAND_CHAOS_FULL=1.
 SAMPLE = {
-    ('deploy', 'ship:switched', 'remote'),
+    ('deploy', 'switch:switched', 'remote'),
     ('deploy', 'ship:staged', 'both'),
     ('deploy-phases', 'release:staged', 'controller'),
     ('rollback', 'switch:switched', 'remote'),
