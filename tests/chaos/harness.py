@@ -183,7 +183,7 @@ class Bed:
         """Wait until no Ansible module runs on the host any more."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.sh("pgrep -f AnsiballZ_ || true").strip():
+            if not self.sh("pgrep -f '[A]nsiballZ_' || true").strip():
                 return
             time.sleep(0.3)
         raise AssertionError('an Ansible module still runs on the host after %d s' % timeout)
