@@ -94,7 +94,8 @@ def test_a_kill_at_a_step_is_survived(bed, command, point, mode):
     if command == 'cleanup':
         # something to remove: two more releases
         for extra in ('%sa' % release, '%sb' % release):
-            assert bed.run('deploy.yml', '-e', 'version=v2', '-e', 'release=%s' % extra).rc == 0
+            setup = bed.run('deploy.yml', '-e', 'version=v2', '-e', 'release=%s' % extra)
+            assert setup.rc == 0, 'the deploy of %s before the cleanup failed: %s' % (extra, setup.output[-3000:])
     bed.arm(point, 'kill' if mode == 'remote' else 'pause')
     started = time.monotonic()
     try:
