@@ -278,6 +278,9 @@ def main() -> None:
             dump=dict(type='path'),
             state=dict(type='str', choices=list(STATES), default='applied'),
             force=dict(type='bool', default=False),
+            guard=dict(type='bool', default=False),
+            restore_db=dict(type='bool', default=False),
+            dumps_dir=dict(type='path'),
         ),
         required_if=[('state', 'applied', ('path',)), ('state', 'checked', ('path',)), ('state', 'restored', ('dump',))],
         supports_check_mode=True,
@@ -285,6 +288,8 @@ def main() -> None:
     params = module.params
     failed = dict((key, []) for key in LISTS)
     failed['dump'] = None
+    failed['guard'] = None
+    failed['restored'] = None
     mysql = module.get_bin_path('mysql') or module.get_bin_path('mariadb')
     if not mysql:
         module.fail_json(msg='the mysql client (mysql or mariadb) was not found on the managed host: install the MariaDB or MySQL client',
@@ -297,7 +302,8 @@ def main() -> None:
         with client:
             result = run(client, state=params['state'], path=params['path'], release=params['release'],
                          allow_irreversible=params['allow_irreversible'], dump=params['dump'], force=params['force'],
-                         check_mode=module.check_mode)
+                         check_mode=module.check_mode, guard=params['guard'], restore_db=params['restore_db'],
+                         dumps_dir=params['dumps_dir'])
     except MigrateError as exc:
         failed.update(exc.details)
         module.fail_json(msg=exc.msg, **failed)
