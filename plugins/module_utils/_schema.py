@@ -36,6 +36,7 @@ import typing as t
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import read_json, write_json_atomic
 
 INDEX_NAME = 'index.json'
+DUMPS_DIR = 'dumps'
 _NUMBER_RE = re.compile(r'\A([0-9]+)')
 
 
@@ -43,6 +44,11 @@ def migration_order(mid: str) -> tuple[int, str]:
     """The order migrations apply in: the number ``NNNN`` of the id, then the id."""
     match = _NUMBER_RE.match(mid)
     return (int(match.group(1)) if match else -1, mid)
+
+
+def dumps_path(state_dir: str) -> str:
+    """``<root>/.stagehand/dumps``: where the migrate phase of a deploy writes its dumps and their index."""
+    return os.path.join(state_dir, DUMPS_DIR)
 
 
 def index_path(dumps_dir: str) -> str:

@@ -36,7 +36,7 @@ import time
 import socket
 import typing as t
 
-from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate
+from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate, _schema
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
     InvalidName,
@@ -992,7 +992,8 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
     unknown migration is in no release here.
     """
     path = migrations_record_path(droot)
-    result: dict[str, t.Any] = {'record': path, 'applied': [], 'unknown': [], 'irreversible_since': [], 'needs_db_check': None}
+    result: dict[str, t.Any] = {'record': path, 'applied': [], 'unknown': [], 'irreversible_since': [], 'needs_db_check': None,
+                                'guard': None}
 
     def undecided(reason: str) -> dict[str, t.Any]:
         result['needs_db_check'] = reason
@@ -1041,6 +1042,10 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
             return undecided('applied migration %s is in no release on this host, so whether it is irreversible is not known' % mid)
         if irreversible:
             result['irreversible_since'].append(mid)
+    # the one schema guard (the migrate module applies it on what the database says)
+    irreversible_of = dict((mid, mid in result['irreversible_since']) for mid in result['applied'])
+    result['guard'] = _schema.assess(target, target_ids, irreversible_of, live=live,
+                                     dumps_dir=_schema.dumps_path(droot.state_dir), database=database, pending_ok=False)
     return result
 
 
@@ -1199,8 +1204,8 @@ def switch_guarded(
             raise SwitchError('cannot read the metadata under %s: %s' % (droot.state_dir, exc)) from None
         target = plan.name if mode == MODE_RELEASES else _expected_release(plan)
         previous = droot.label(mode, plan.previous)  # in slots mode the release label of the slot, as target
-        if migrations_dir is not None:
-            live = current['name'] if current['mode'] == MODE_RELEASES else None
+        live = current['name'] if current['mode'] == MODE_RELEASES else None
+        if migrations_dir is not None and plan.name != live:  # the live release: only the health check runs
             checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database)
             extra['migrations'] = checked
             if checked['needs_db_check']:
@@ -1208,12 +1213,8 @@ def switch_guarded(
                 raise NeedsDatabaseCheck(
                     'the irreversible-migrations check cannot be done from disk: %s. Check the database instead '
                     '(stagehand.deploy.migrate state=checked); nothing was changed' % checked['needs_db_check'], checked)
-            if checked['irreversible_since']:
-                raise SwitchError(
-                    'the database has irreversible migrations that %s does not know: %s (per %s). Switching to %s would '
-                    'run it against a schema it cannot use: restore the database from the dump taken before they were '
-                    'applied first. Nothing was changed'
-                    % (plan.name, ', '.join(checked['irreversible_since']), checked['record'], plan.name))
+            if not checked['guard']['allowed']:
+                raise SwitchError('%s (per %s)' % (checked['guard']['msg'], checked['record']))
         _timed(phases, PHASE_CHECK, started, clock)
 
         phase, started = PHASE_SWITCH, clock()

@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _lock
+from ansible_collections.stagehand.deploy.plugins.module_utils import _schema
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main
@@ -325,13 +326,41 @@ def test_irreversible_migration_refuses_and_changes_nothing(run_module, root, tm
     before = snapshot(str(root))
     res = rollback(run_module, root, post_commands=[cmd])
     assert res['failed'] is True and res['failed_phase'] == 'check' and res['needs_db_check'] is False
-    assert 'irreversible migrations that v2 does not know: 0003_drop_old' in res['msg']
+    assert 'v2 does not have the irreversible migrations 0003_drop_old that the database holds' in res['msg']
+    # no dump recorded before 0003_drop_old: none is named (issue 11: a refusal named a dump that did not exist)
+    assert 'No restore is possible: no dump was recorded' in res['msg'] and '.sql.gz' not in res['msg']
     assert res['migrations']['irreversible_since'] == ['0003_drop_old'] and res['migrations']['unknown'] == ['0003_drop_old']
     assert without(snapshot(str(root)), '.stagehand/history.jsonl') == without(before)
     assert read_log(log) == [] and link(root) == 'releases/v3' and not os.path.exists(lock_path(root))
     (line,) = history(root)
     assert line['outcome'] == 'refused' and line['release'] == 'v2' and line['previous'] == 'v3'
     assert '0003_drop_old' in line['error']
+
+
+def test_refusal_names_the_dump_taken_right_before_the_oldest_lacking_migration(run_module, root):
+    go_live_on_v3(root)
+    dumps = root / '.stagehand' / 'dumps'
+    dumps.mkdir()
+    for name, before, precedes in (('v2', ['0001_create_visits'], ['0002_add_note']),
+                                   ('v3', ['0001_create_visits', '0002_add_note'], ['0003_drop_old'])):
+        (dumps / ('%s.sql.gz' % name)).write_bytes(b'dump')
+        _schema.record_dump(str(dumps / ('%s.sql.gz' % name)), 'app', name, before, precedes, '2026-01-01T00:00:0%sZ' % name[1])
+    res = rollback(run_module, root, target=None, release='v1')
+    assert res['failed'] is True and res['failed_phase'] == 'check'
+    assert 'restore (restore_db=true) would restore %s, the dump taken right before 0003_drop_old' % (dumps / 'v3.sql.gz') in res['msg']
+    assert 'v2.sql.gz' not in res['msg'] and res['migrations']['guard']['dump'] == str(dumps / 'v3.sql.gz')
+    (dumps / 'v3.sql.gz').unlink()
+    res = rollback(run_module, root, target=None, release='v1')
+    assert res['failed'] is True and '.sql.gz' not in res['msg'] and 'is no longer in' in res['msg']
+
+
+def test_rollback_to_the_live_release_is_never_refused(run_module, root):
+    """issue 11: with a release live that lacks an irreversible migration, rolling back to it only checks health."""
+    write_record(root, ['0001_create_visits', '0002_add_note', '0003_drop_old'])  # v2 live, 0003 applied
+    res = rollback(run_module, root, target=None, release='v2')
+    assert res.get('failed') is not True, res
+    assert link(root) == 'releases/v2' and res['migrations'] is None
+    assert history(root)[0]['outcome'] == 'success'
 
 
 def test_irreversible_migration_known_to_the_target_is_fine(run_module, root):
