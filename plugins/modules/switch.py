@@ -195,7 +195,8 @@ options:
         O(migrations_database), or lacks a migration of the live release (it is older than what is live). It also
         cannot answer when an unknown migration is in no release on the host. Then check the database with
         M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:state=checked).
-      - Only with O(mode=releases).
+      - In O(mode=slots) the two slots are the releases of the host: the target slot's O(migrations_dir) is checked,
+        and the guard names the release label of the slot.
     type: str
   migrations_database:
     description:

@@ -487,3 +487,39 @@ def test_unreadable_metadata_is_refused_and_the_lock_released(run_module, root, 
     assert res['failed'] is True and 'cannot read the metadata' in res['msg']
     assert os.path.lexists(str(root / 'current')) is live and not os.path.exists(lock_path(root))
     assert history(root)[0]['outcome'] == 'refused'
+
+
+# -- slots mode: the flip back is under the same schema guard (issue 11) -------------------------------
+def slots_root(tmp_path, a_migrations, b_migrations, applied):
+    """slots a (label v2) and b (label v3, live), their migrations, and the record."""
+    r = tmp_path / 'slots-app'
+    for slot, label, migrations in (('a', 'v2', a_migrations), ('b', 'v3', b_migrations)):
+        mig = r / 'slots' / slot / 'migrations'
+        mig.mkdir(parents=True)
+        (r / 'slots' / slot / 'RELEASE').write_text(label + '\n')
+        for mid, reversible in migrations:
+            (mig / (mid + '.up.sql')).write_text('SELECT 1;\n')
+            if reversible:
+                (mig / (mid + '.down.sql')).write_text('SELECT 1;\n')
+        DeployRoot(str(r)).ensure_state_dirs()
+        DeployRoot(str(r)).write_slot_meta(slot, {'name': slot, 'release': label, 'status': 'complete', 'manifest_digest': None,
+                                                  'activated': '2026-01-01T00:00:0%sZ' % label[1]})
+    os.symlink('slots/b', str(r / 'current'))
+    write_record(r, applied)
+    return r
+
+
+def test_slots_flip_back_over_an_irreversible_migration_is_refused(run_module, tmp_path, snapshot):
+    r = slots_root(tmp_path, [M1, M2], [M1, M2, M3], ['0001_create_visits', '0002_add_note', '0003_drop_old'])
+    before = snapshot(str(r))
+    res = rollback(run_module, r, mode='slots', target='inactive')
+    assert res['failed'] is True and res['failed_phase'] == 'check', res
+    assert 'v2 does not have the irreversible migrations 0003_drop_old that the database holds' in res['msg']
+    assert link(r) == 'slots/b' and without(snapshot(str(r)), '.stagehand/history.jsonl') == without(before)
+
+
+def test_slots_flip_back_over_reversible_migrations_is_fine(run_module, tmp_path):
+    r = slots_root(tmp_path, [M1], [M1, M2], ['0001_create_visits', '0002_add_note'])
+    res = rollback(run_module, r, mode='slots', target='inactive')
+    assert res.get('failed') is not True, res
+    assert link(r) == 'slots/a' and res['migrations']['guard']['allowed'] is True
