@@ -36,8 +36,8 @@ description:
   - With O(migrations), the release's migrations must all be in the record C(<root>/.stagehand/migrations.json) of
     what the database holds. When some are pending, or the record cannot say, the call ends with
     RV(needs_migrate=true) and the release staged but not live, so that the caller migrates and switches.
-  - With O(migrations), the schema guard of every path to live applies too (see M(stagehand.deploy.migrate) O(guard)):
-    when the record lists migrations the release does not have, the call switches only when the record and the
+  - With O(migrations), the schema guard of every path to live applies too (see M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:guard)).
+    When the record lists migrations the release does not have, the call switches only when the record and the
     releases on the host show that none of them is irreversible. Otherwise (an older version deployed after an
     irreversible migration, or nothing here tells) it ends with RV(needs_migrate=true), and the deploy role's migrate
     phase decides on the database itself, refusing the deploy unless a restore is asked for.

@@ -180,11 +180,11 @@ options:
   migrations_dir:
     description:
       - The migrations directory of a release, relative to the release root (V(migrations)). When set, the switch is
-        refused if the database has irreversible migrations that the target release does not know: the schema guard
-        that the deploy role applies to every deploy and rollback (see M(stagehand.deploy.migrate) O(guard)). The
+        refused if the database has irreversible migrations that the target release does not know. This is the schema guard
+        that the deploy role applies to every deploy and rollback (see M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:guard)). The
         message names the dump a restore would use, the one taken right before the oldest of them (from
         C(<root>/.stagehand/dumps/index.json)), only when that file is on this host. The live release is never
-        refused: a switch to it only runs the post commands and the health check.
+        refused; a switch to it only runs the post commands and the health check.
       - The database is not asked. The migrations applied to it are read from C(<root>/.stagehand/migrations.json),
         which the deploy role writes on every host once a deploy's migrations are done. It is JSON with the key
         C(applied), the list of migration ids, and C(database). An applied migration that is not in the target's
@@ -195,7 +195,7 @@ options:
         O(migrations_database), or lacks a migration of the live release (it is older than what is live). It also
         cannot answer when an unknown migration is in no release on the host. Then check the database with
         M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:state=checked).
-      - In O(mode=slots) the two slots are the releases of the host: the target slot's O(migrations_dir) is checked,
+      - In O(mode=slots) the two slots are the releases of the host. The target slot's O(migrations_dir) is checked,
         and the guard names the release label of the slot.
     type: str
   migrations_database:
