@@ -145,7 +145,14 @@ def assess(
         'allowed': True, 'restore': False, 'dump': None, 'dump_entry': None, 'dump_problem': None,
         'pending_after_restore': [], 'msg': None,
     }
-    if result['live'] or result['undecided'] or not result['irreversible']:
+    if result['live']:
+        return result
+    if result['undecided']:  # never allowed on a guess: the caller asks the database instead
+        result['allowed'] = False
+        result['msg'] = ('whether %s, applied to the database and not in %s, are irreversible is not known here: check the '
+                         'database. Nothing was changed' % (', '.join(result['undecided']), release))
+        return result
+    if not result['irreversible']:
         return result
     result['allowed'] = False
     oldest = result['irreversible'][0]

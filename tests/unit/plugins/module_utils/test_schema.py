@@ -108,7 +108,7 @@ def test_record_replaces_the_entry_of_a_replaced_file(dumps):
 
 def test_unknown_irreversibility_is_undecided():
     res = _schema.assess('v2', ['0001_a'], {'0001_a': False, '0003_c': None})
-    assert res['undecided'] == ['0003_c'] and res['allowed'] is True  # the caller must check the database
+    assert res['undecided'] == ['0003_c'] and res['allowed'] is False and 'check the database' in res['msg']
 
 
 def test_unreadable_index(tmp_path):
