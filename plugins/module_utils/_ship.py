@@ -169,8 +169,10 @@ def prepare_shared(droot: DeployRoot, params: t.Mapping[str, t.Any]) -> bool:
 
 
 def pending_migrations(droot: DeployRoot, tree: str, label: str, migrations_dir: str,
-                       database: str | None, live: str | None = None) -> tuple[list[str], str | None]:
+                       database: str | None, live: str | None = None, slot: str | None = None) -> tuple[list[str], str | None]:
     """The migrations of the release at ``tree`` (named ``label``) the record says the database lacks.
+
+    ``live``: the live release (mode releases) or slot (mode slots, with ``slot`` the slot of ``tree``).
 
     ``([], reason)`` when the record cannot say, or when the database holds migrations the release
     does not have and the schema guard (:func:`_schema.assess`, from the record and the releases on
@@ -199,12 +201,15 @@ def pending_migrations(droot: DeployRoot, tree: str, label: str, migrations_dir:
     if lacking and not pending:
         # the schema guard (issue 11): a release that lacks migrations the database holds goes live only when
         # it knows every irreversible one; decided from the record here, else by the migrate phase on the database
-        if label == live and label is not None:
+        if slot is None and label == live and label is not None:
             return [], None
-        checked = _switch.check_migrations_on_disk(droot, label, live, migrations_dir, database) if tree == droot.release_path(label) else None
-        if checked is None or checked['needs_db_check'] or not checked['guard']['allowed']:
-            why = checked['guard']['msg'] if checked is not None and checked['guard'] else \
-                checked['needs_db_check'] if checked is not None else 'the record cannot say whether they are irreversible here'
+        if slot is not None:  # the two slots are the releases of the host
+            trees = dict((name, droot.slot_path(name)) for name in SLOT_NAMES)
+            checked = _switch.check_migrations_on_disk(droot, slot, live, migrations_dir, database, trees=trees, label=label)
+        else:
+            checked = _switch.check_migrations_on_disk(droot, label, live, migrations_dir, database)
+        if checked['needs_db_check'] or not checked['guard']['allowed']:
+            why = checked['guard']['msg'] if checked['guard'] else checked['needs_db_check']
             return [], ('the database has migrations that %s does not have (%s): %s. The migrate phase decides on the '
                         'database itself' % (label, ', '.join(lacking), why))
     return pending, None
@@ -402,8 +407,12 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         migrations = params.get('migrations')
         if migrations is not None:
             phase, started = PHASE_MIGRATIONS, clock()
-            pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'),
-                                                 live if mode == MODE_RELEASES else None)
+            if mode == MODE_SLOTS:
+                live_kind, live_slot = droot.live()
+                pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'),
+                                                     live_slot if live_kind == MODE_SLOTS else None, slot=slot)
+            else:
+                pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'), live)
             _timed(result['phases'], phase, clock() - started)
             if pending or reason:
                 slot = None  # staged and kept: the caller migrates, then switches to it
