@@ -27,6 +27,7 @@ the database and loads the dump in one client session.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import hashlib
 import os
@@ -36,6 +37,7 @@ import tempfile
 import typing as t
 import zlib
 
+from ansible_collections.stagehand.deploy.plugins.module_utils import _schema
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, temp_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
 
@@ -382,8 +384,10 @@ def _status(migrations: list[Migration], applied: dict[str, dict[str, t.Any]]) -
     }
 
 
-def _result(changed: bool, status: dict[str, t.Any], applied: list[str], dump: str | None, database: str) -> dict[str, t.Any]:
-    result: dict[str, t.Any] = {'changed': changed, 'applied': applied, 'dump': dump, 'database': database, 'warnings': []}
+def _result(changed: bool, status: dict[str, t.Any], applied: list[str], dump: str | None, database: str,
+            guard: dict[str, t.Any] | None = None, restored: str | None = None) -> dict[str, t.Any]:
+    result: dict[str, t.Any] = {'changed': changed, 'applied': applied, 'dump': dump, 'database': database, 'warnings': [],
+                                'guard': guard, 'restored': restored}
     result.update(status)
     if status['modified']:
         result['warnings'].append(
@@ -405,8 +409,20 @@ def run(
     dump: str | None = None,
     force: bool = False,
     check_mode: bool = False,
+    guard: bool = False,
+    restore_db: bool = False,
+    dumps_dir: str | None = None,
+    now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
-    """Carry out ``state`` with ``client`` (whose ``with`` block must be entered); return the module result."""
+    """Carry out ``state`` with ``client`` (whose ``with`` block must be entered); return the module result.
+
+    With ``guard`` (states applied and checked), the schema guard (:func:`_schema.assess`) runs
+    first: when the database holds irreversible migrations the release of ``path`` does not
+    have, the run is refused before anything changes, unless ``restore_db``: then, with state
+    applied, the dump taken right before the oldest of them (from the index in ``dumps_dir``)
+    is restored first, and the release's pending migrations are applied after it; with state
+    checked, the dump is only named (``guard.dump``) for a ``state=restored`` run.
+    """
     if state not in STATES:
         raise MigrateError('state %r is invalid: use one of %s' % (state, ', '.join(STATES)))
     if release is not None:
@@ -420,29 +436,66 @@ def run(
         raise MigrateError('path is required with state=%s: give the migrations directory of the release' % state)
     if dump is not None and os.path.isdir(dump):
         raise MigrateError('dump %s is a directory: give the path of the .sql.gz file to write' % dump)
+    if guard and not dumps_dir and dump:
+        dumps_dir = os.path.dirname(os.path.abspath(dump))
     migrations = scan_migrations(path)
     applied = read_applied(client)
     status = _status(migrations, applied)
+    checked = None
+    if guard:
+        checked = _schema.assess(release or path, [m.id for m in migrations],
+                                 dict((mid, row['irreversible']) for mid, row in applied.items()),
+                                 dumps_dir=dumps_dir, database=client.database, restore=restore_db,
+                                 pending_ok=state == 'applied')
+        if not checked['allowed'] and not checked['restore']:
+            raise MigrateError(checked['msg'], guard=checked, **status)
     if state == 'checked':
-        return _result(False, status, sorted(applied), None, client.database)
+        return _result(False, status, sorted(applied), None, client.database, checked)
+
+    restored = None
+    if checked is not None and checked['restore']:
+        restored = checked['dump']
+        before = set(checked['dump_entry']['before'])
+        after = [m for m in migrations if m.id not in before]
+        irreversible = [m.id for m in after if m.irreversible]
+        if irreversible and not allow_irreversible:
+            raise MigrateError(
+                'after the restore of %s, the pending migrations %s would be irreversible (no .down.sql, or the line '
+                '"%s"). Set allow_irreversible=true to apply them; nothing was restored or applied'
+                % (restored, ', '.join(irreversible), IRREVERSIBLE_MARK), guard=checked, **status)
+        check_dump_file(restored)
+        if check_mode:
+            status.update(pending=[m.id for m in after], irreversible=irreversible)
+            return _result(True, status, [], dump if after else None, client.database, checked, restored)
+        client.restore(restored)
+        applied = read_applied(client)
+        status = _status(migrations, applied)
 
     pending = [m for m in migrations if m.id not in applied]
     if not pending:
-        return _result(False, status, [], None, client.database)
+        return _result(restored is not None, status, [], None, client.database, checked, restored)
     if status['irreversible'] and not allow_irreversible:
         raise MigrateError(
             'pending migrations %s are irreversible (no .down.sql, or the line "%s"): once applied, rolling back to an '
             'earlier release needs a database restore. Set allow_irreversible=true to apply them; nothing was applied '
             'and no dump was taken' % (', '.join(status['irreversible']), IRREVERSIBLE_MARK), **status)
     if check_mode:
-        return _result(True, status, [], dump, client.database)
+        return _result(True, status, [], dump, client.database, checked, restored)
 
     if dump is not None:
         os.makedirs(os.path.dirname(os.path.abspath(dump)), mode=0o700, exist_ok=True)
         try:
             client.dump(dump)
+            # which migrations this dump precedes: what a restore picks it by (_schema.choose_dump)
+            moment = now or datetime.datetime.now(datetime.timezone.utc)
+            _schema.record_dump(dump, client.database, release, applied, [m.id for m in pending],
+                                moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ'))
         except MigrateError as exc:
             raise MigrateError('%s; no migration was applied' % exc.msg, applied=[], dump=None, **status) from None
+        except (OSError, ValueError) as exc:
+            raise MigrateError('recording the dump %s in %s failed: %s; no migration was applied'
+                               % (dump, _schema.index_path(os.path.dirname(os.path.abspath(dump))), exc),
+                               applied=[], dump=dump, **status) from None
     client.run_sql(CREATE_TABLE_SQL.encode('utf-8'))
     done: list[str] = []
     for migration in pending:
@@ -466,7 +519,7 @@ def run(
                 applied=done + [migration.id], failed_migration=migration.id, error=exc.msg, dump=dump, **status) from None
         done.append(migration.id)
     status['recorded'] = sorted(set(status['recorded']) | set(done))
-    return _result(True, status, done, dump, client.database)
+    return _result(True, status, done, dump, client.database, checked, restored)
 
 
 def _restore(client: Client, path: str | None, dump: str | None, force: bool, check_mode: bool) -> dict[str, t.Any]:
@@ -482,7 +535,7 @@ def _restore(client: Client, path: str | None, dump: str | None, force: bool, ch
     if check_mode:
         status = _status(migrations, {})
         status.update(pending=[], irreversible=[], recorded=[], modified=[], unknown=[], irreversible_since=[])
-        result = _result(True, status, [], dump, client.database)
+        result = _result(True, status, [], dump, client.database, restored=dump)
         result['dropped'] = []
         return result
     dropped = client.restore(dump)
@@ -490,6 +543,6 @@ def _restore(client: Client, path: str | None, dump: str | None, force: bool, ch
     status = _status(migrations, applied) if path else _status([], {})
     if not path:
         status['recorded'] = sorted(applied)
-    result = _result(True, status, sorted(applied), dump, client.database)
+    result = _result(True, status, sorted(applied), dump, client.database, restored=dump)
     result['dropped'] = sorted(dropped)
     return result

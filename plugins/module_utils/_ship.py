@@ -170,12 +170,18 @@ def prepare_shared(droot: DeployRoot, params: t.Mapping[str, t.Any]) -> bool:
 
 
 def pending_migrations(droot: DeployRoot, tree: str, label: str, migrations_dir: str,
-                       database: str | None) -> tuple[list[str], str | None]:
+                       database: str | None, live: str | None = None, slot: str | None = None) -> tuple[list[str], str | None]:
     """The migrations of the release at ``tree`` (named ``label``) the record says the database lacks.
 
-    ``([], reason)`` when the record cannot say.
+    ``live``: the live release (mode releases) or slot (mode slots, with ``slot`` the slot of ``tree``).
+
+    ``([], reason)`` when the record cannot say, or when the database holds migrations the release
+    does not have and the schema guard (:func:`_schema.assess`, from the record and the releases on
+    this host) does not let it go live, or cannot decide: the caller then goes through the migrate
+    phase, which checks the database itself. Never a switch without the guard.
     """
-    from ansible_collections.stagehand.deploy.plugins.module_utils import _migrate  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _migrate, _schema
 
     path = _switch.migrations_record_path(droot)
     try:
@@ -191,7 +197,23 @@ def pending_migrations(droot: DeployRoot, tree: str, label: str, migrations_dir:
     except (_migrate.MigrateError, OSError) as exc:
         return [], 'the migrations of %s cannot be read: %s' % (label, getattr(exc, 'msg', exc))
     applied = set(record['applied'])
-    return [mid for mid in ids if mid not in applied], None
+    pending = [mid for mid in ids if mid not in applied]
+    lacking = sorted(applied - set(ids), key=_schema.migration_order)
+    if lacking and not pending:
+        # the schema guard (issue 11): a release that lacks migrations the database holds goes live only when
+        # it knows every irreversible one; decided from the record here, else by the migrate phase on the database
+        if slot is None and label == live and label is not None:
+            return [], None
+        if slot is not None:  # the two slots are the releases of the host
+            trees = dict((name, droot.slot_path(name)) for name in SLOT_NAMES)
+            checked = _switch.check_migrations_on_disk(droot, slot, live, migrations_dir, database, trees=trees, label=label)
+        else:
+            checked = _switch.check_migrations_on_disk(droot, label, live, migrations_dir, database)
+        if checked['needs_db_check'] or not checked['guard']['allowed']:
+            why = checked['guard']['msg'] if checked['guard'] else checked['needs_db_check']
+            return [], ('the database has migrations that %s does not have (%s): %s. The migrate phase decides on the '
+                        'database itself' % (label, ', '.join(lacking), why))
+    return pending, None
 
 
 def live_label(droot: DeployRoot, mode: str) -> str | None:
@@ -395,7 +417,12 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
         migrations = params.get('migrations')
         if migrations is not None:
             phase, started = PHASE_MIGRATIONS, clock()
-            pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'))
+            if mode == MODE_SLOTS:
+                live_kind, live_slot = droot.live()
+                pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'),
+                                                     live_slot if live_kind == MODE_SLOTS else None, slot=slot)
+            else:
+                pending, reason = pending_migrations(droot, tree, name, migrations['dir'], migrations.get('database'), live)
             _timed(result['phases'], phase, clock() - started)
             if pending or reason:
                 slot = None  # staged and kept: the caller migrates, then switches to it

@@ -38,7 +38,7 @@ import time
 import socket
 import typing as t
 
-from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate
+from ansible_collections.stagehand.deploy.plugins.module_utils import _atomic, _history, _lock, _migrate, _schema
 from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import (
     SLOT_NAMES,
@@ -1095,7 +1095,8 @@ def _scan_ids(path: str) -> dict[str, bool] | None:
 
 
 def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, migrations_dir: str,
-                             database: str | None = None) -> dict[str, t.Any]:
+                             database: str | None = None, trees: t.Mapping[str, str] | None = None,
+                             label: str | None = None) -> dict[str, t.Any]:
     """Which irreversible migrations applied to the database ``target`` does not know, from the record on disk.
 
     The record (``.stagehand/migrations.json``, written by the deploy after its migrations and
@@ -1105,10 +1106,12 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
     first), exactly as the migrate module decides it. The result has ``needs_db_check`` set (a
     reason) instead of an answer when the record is missing or unreadable, names another
     database, misses a migration of the live release (so it is older than what is live), or an
-    unknown migration is in no release here.
+    unknown migration is in no release here. ``trees`` (slots mode: slot -> its directory) replaces
+    the releases of the deploy root; ``label`` names the target in the guard's message.
     """
     path = migrations_record_path(droot)
-    result: dict[str, t.Any] = {'record': path, 'applied': [], 'unknown': [], 'irreversible_since': [], 'needs_db_check': None}
+    result: dict[str, t.Any] = {'record': path, 'applied': [], 'unknown': [], 'irreversible_since': [], 'needs_db_check': None,
+                                'guard': None}
 
     def undecided(reason: str) -> dict[str, t.Any]:
         result['needs_db_check'] = reason
@@ -1131,7 +1134,8 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
 
     def ids_of(name: str) -> dict[str, bool] | None:
         if name not in releases:
-            releases[name] = _scan_ids(os.path.join(droot.release_path(name), migrations_dir))
+            tree = trees[name] if trees is not None else droot.release_path(name)
+            releases[name] = _scan_ids(os.path.join(tree, migrations_dir))
         return releases[name]
 
     if live is not None:
@@ -1145,7 +1149,8 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
     if target_ids is None:
         return undecided('the migrations of %s cannot be read' % target)
     result['unknown'] = [mid for mid in result['applied'] if mid not in target_ids]
-    order = ([live] if live is not None else []) + [name for name in droot.release_names() if name != live and is_release_name(name)]
+    others = sorted(trees) if trees is not None else [name for name in droot.release_names() if is_release_name(name)]
+    order = ([live] if live is not None else []) + [name for name in others if name != live]
     for mid in result['unknown']:
         irreversible = None
         for name in order:
@@ -1157,6 +1162,10 @@ def check_migrations_on_disk(droot: DeployRoot, target: str, live: str | None, m
             return undecided('applied migration %s is in no release on this host, so whether it is irreversible is not known' % mid)
         if irreversible:
             result['irreversible_since'].append(mid)
+    # the one schema guard (the migrate module applies it on what the database says)
+    irreversible_of = dict((mid, mid in result['irreversible_since']) for mid in result['applied'])
+    result['guard'] = _schema.assess(label or target, target_ids, irreversible_of, live=None if label else live,
+                                     dumps_dir=_schema.dumps_path(droot.state_dir), database=database, pending_ok=False)
     return result
 
 
@@ -1253,8 +1262,6 @@ def switch_guarded(
     record = check_history_args(history, moment)
     if migrations_dir is not None:
         check_migrations_dir(migrations_dir)
-        if mode != MODE_RELEASES:
-            raise SwitchError('migrations_dir is only valid in mode=releases')
     check_post_commands(switch_args.get('post_commands'))
     check_health_args(switch_args.get('health_url'), switch_args.get('health_release_header', DEFAULT_RELEASE_HEADER),
                       switch_args.get('health_timeout', DEFAULT_HEALTH_TIMEOUT))
@@ -1317,21 +1324,22 @@ def switch_guarded(
             raise SwitchError('cannot read the metadata under %s: %s' % (droot.state_dir, exc)) from None
         target = plan.name if mode == MODE_RELEASES else _expected_release(plan)
         previous = droot.label(mode, plan.previous)  # in slots mode the release label of the slot, as target
-        if migrations_dir is not None:
-            live = current['name'] if current['mode'] == MODE_RELEASES else None
-            checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database)
+        live = current['name'] if current['mode'] == mode else None
+        if migrations_dir is not None and plan.name != live:  # the live release: only the health check runs
+            if mode == MODE_SLOTS:  # the two slots are the releases of the host; the guard names the slot's release
+                trees = dict((slot, droot.slot_path(slot)) for slot in SLOT_NAMES)
+                checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database,
+                                                   trees=trees, label=target)
+            else:
+                checked = check_migrations_on_disk(droot, plan.name, live, migrations_dir, migrations_database)
             extra['migrations'] = checked
             if checked['needs_db_check']:
                 extra['needs_db_check'] = True
                 raise NeedsDatabaseCheck(
                     'the irreversible-migrations check cannot be done from disk: %s. Check the database instead '
                     '(stagehand.deploy.migrate state=checked); nothing was changed' % checked['needs_db_check'], checked)
-            if checked['irreversible_since']:
-                raise SwitchError(
-                    'the database has irreversible migrations that %s does not know: %s (per %s). Switching to %s would '
-                    'run it against a schema it cannot use: restore the database from the dump taken before they were '
-                    'applied first. Nothing was changed'
-                    % (plan.name, ', '.join(checked['irreversible_since']), checked['record'], plan.name))
+            if not checked['guard']['allowed']:
+                raise SwitchError('%s (per %s)' % (checked['guard']['msg'], checked['record']))
         _timed(phases, PHASE_CHECK, started, clock)
 
         phase, started = PHASE_SWITCH, clock()

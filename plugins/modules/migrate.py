@@ -27,6 +27,12 @@ description:
   - V(checked) only reads. It returns the pending migrations, those recorded in the database and the C(unknown) ones,
     recorded in the database but not present in O(path) (applied by a newer release). RV(irreversible_since) lists
     the unknown ones recorded as irreversible; switching back to the release of O(path) is then unsafe without a restore.
+  - "The schema guard (O(guard=true), states V(applied) and V(checked)): when the database holds irreversible
+    migrations (by its C(irreversible) column) that O(path) does not have, the task fails before anything changes,
+    naming O(release), those migrations and, only when the file exists, the dump a restore would use: the one taken
+    right before the oldest of them was applied, as recorded in C(index.json) of O(dumps_dir). Reversible migrations
+    O(path) lacks are allowed (they stay applied). The deploy role uses it before every migrate phase and every
+    rollback that reads the database, so that a release never goes live on a schema it does not know."
   - V(restored) restores the database from the dump in O(dump). Every table and view of O(database) is dropped, then
     the dump is loaded, in one client session. It needs O(force=true), because everything written since the dump was
     taken is lost. The whole gzip file is checked first; an unreadable or cut file is refused before anything changes.
@@ -85,7 +91,30 @@ options:
         applied, usually C(<root>/.stagehand/dumps/<release>.sql.gz). The dump is written to a temporary file in the
         same directory, synced and renamed into place, with mode 0600; missing directories are created with mode 0700.
         An existing file is replaced. No dump is taken when nothing is pending.
+      - Each dump is recorded in C(index.json) of its directory (written aside and renamed, mode 0600) with the
+        migrations applied when it was taken and those this run then applies, which is how the guard finds the dump
+        taken right before a migration. When that record cannot be written, no migration is applied.
       - With O(state=restored), the dump file to restore (required).
+    type: path
+  guard:
+    description:
+      - Apply the schema guard (see above) first, with O(state=applied) or O(state=checked).
+    type: bool
+    default: false
+  restore_db:
+    description:
+      - With O(guard=true), when the guard refuses, restore the dump it names instead. With O(state=applied) the dump
+        is restored (every table dropped, then the dump loaded) and the pending migrations of O(path) are then applied
+        as usual, dumping first with O(dump). With O(state=checked) nothing is restored; RV(guard.restore) and
+        RV(guard.dump) say what a O(state=restored) run should restore.
+      - Still refused, with nothing changed, when no dump was recorded right before that migration, or its file is
+        gone, or it is not a complete gzip file. Everything written to the database since that dump is lost.
+    type: bool
+    default: false
+  dumps_dir:
+    description:
+      - The directory of the dumps and of their index C(index.json), usually C(<root>/.stagehand/dumps), where the
+        guard looks for the dump a restore would use. Defaults to the directory of O(dump).
     type: path
   state:
     description:
@@ -160,6 +189,20 @@ EXAMPLES = r"""
     that: schema.irreversible_since | length == 0
     fail_msg: "Migrations {{ schema.irreversible_since | join(', ') }} cannot be undone: roll back with restore_db=true"
 
+- name: Deploying v2 again after v3's irreversible migration - refused unless the dump before it is restored
+  stagehand.deploy.migrate:
+    path: /srv/www/app/releases/v2/migrations
+    release: v2
+    database: app
+    login_user: app
+    login_password: "{{ stagehand_db_password }}"
+    guard: true
+    restore_db: "{{ restore_db | default(false) | bool }}"
+    dumps_dir: /srv/www/app/.stagehand/dumps
+    dump: /srv/www/app/.stagehand/dumps/v2.sql.gz
+  run_once: true
+  no_log: true
+
 - name: Restore the dump taken before v3 was deployed
   stagehand.deploy.migrate:
     database: app
@@ -226,6 +269,70 @@ dump:
   returned: always
   type: str
   sample: /srv/www/app/.stagehand/dumps/v3.sql.gz
+guard:
+  description: What the schema guard decided (O(guard=true)); null without it.
+  returned: always
+  type: dict
+  contains:
+    release:
+      description: The release checked (O(release), else O(path)).
+      type: str
+    live:
+      description: Always false here (the module does not know what is live).
+      type: bool
+    lacking:
+      description: Applied migrations that O(path) does not have, in the order they apply.
+      type: list
+      elements: str
+    irreversible:
+      description: Those of RV(guard.lacking) that are irreversible; the release may not go live while any.
+      type: list
+      elements: str
+    undecided:
+      description: Those of RV(guard.lacking) whose reversibility is not known (never from the database).
+      type: list
+      elements: str
+    allowed:
+      description: True when the release may go live on the database as it is.
+      type: bool
+    restore:
+      description: True when O(restore_db=true) and RV(guard.dump) is to be restored.
+      type: bool
+    dump:
+      description: The dump a restore would use (taken right before the oldest of RV(guard.irreversible)), only when that file exists.
+      type: str
+    dump_entry:
+      description: Its record in C(index.json) (C(file), C(database), C(release), C(before), C(precedes), C(taken_at)).
+      type: dict
+    dump_problem:
+      description: Why no dump can be restored, when none can.
+      type: str
+    pending_after_restore:
+      description: Migrations of O(path) that the dump does not hold, applied after the restore.
+      type: list
+      elements: str
+    msg:
+      description: Why the release was refused, null when it was not.
+      type: str
+  sample:
+    release: v2
+    live: false
+    lacking: [0003_purge_old_visits]
+    irreversible: [0003_purge_old_visits]
+    undecided: []
+    allowed: false
+    restore: false
+    dump: /srv/www/app/.stagehand/dumps/v3.sql.gz
+    dump_entry: {file: v3.sql.gz, database: app, release: v3, before: [0001_create_visits, 0002_add_visits_user_agent],
+                 precedes: [0003_purge_old_visits], taken_at: "2026-12-04T18:00:00.000000Z"}
+    dump_problem: null
+    pending_after_restore: []
+    msg: "v2 does not have the irreversible migrations 0003_purge_old_visits that the database holds, ..."
+restored:
+  description: The dump restored by this run (O(state=restored), or O(guard=true) with O(restore_db=true)), else null.
+  returned: always
+  type: str
+  sample: /srv/www/app/.stagehand/dumps/v3.sql.gz
 database:
   description: The database worked on.
   returned: success
@@ -275,6 +382,9 @@ def main() -> None:
             dump=dict(type='path'),
             state=dict(type='str', choices=list(STATES), default='applied'),
             force=dict(type='bool', default=False),
+            guard=dict(type='bool', default=False),
+            restore_db=dict(type='bool', default=False),
+            dumps_dir=dict(type='path'),
         ),
         required_if=[('state', 'applied', ('path',)), ('state', 'checked', ('path',)), ('state', 'restored', ('dump',))],
         supports_check_mode=True,
@@ -282,6 +392,8 @@ def main() -> None:
     params = module.params
     failed = dict((key, []) for key in LISTS)
     failed['dump'] = None
+    failed['guard'] = None
+    failed['restored'] = None
     mysql = module.get_bin_path('mysql') or module.get_bin_path('mariadb')
     if not mysql:
         module.fail_json(msg='the mysql client (mysql or mariadb) was not found on the managed host: install the MariaDB or MySQL client',
@@ -294,7 +406,8 @@ def main() -> None:
         with client:
             result = run(client, state=params['state'], path=params['path'], release=params['release'],
                          allow_irreversible=params['allow_irreversible'], dump=params['dump'], force=params['force'],
-                         check_mode=module.check_mode)
+                         check_mode=module.check_mode, guard=params['guard'], restore_db=params['restore_db'],
+                         dumps_dir=params['dumps_dir'])
     except MigrateError as exc:
         failed.update(exc.details)
         module.fail_json(msg=exc.msg, **failed)

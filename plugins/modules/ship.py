@@ -36,6 +36,11 @@ description:
   - With O(migrations), the release's migrations must all be in the record C(<root>/.stagehand/migrations.json) of
     what the database holds. When some are pending, or the record cannot say, the call ends with
     RV(needs_migrate=true) and the release staged but not live, so that the caller migrates and switches.
+  - With O(migrations), the schema guard of every path to live applies too (see M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:guard)).
+    When the record lists migrations the release does not have, the call switches only when the record and the
+    releases on the host show that none of them is irreversible. Otherwise (an older version deployed after an
+    irreversible migration, or nothing here tells) it ends with RV(needs_migrate=true), and the deploy role's migrate
+    phase decides on the database itself, refusing the deploy unless a restore is asked for.
   - With O(switch), C(current) is then switched to the release, O(switch.post_commands) run and O(switch.health_url)
     checked, as M(stagehand.deploy.switch) does with O(stagehand.deploy.switch#module:revert_on_failure=true). When
     they fail, the host is switched straight back, the release is marked failed and the task fails.
@@ -205,7 +210,8 @@ options:
     description:
       - Stop before switching, with RV(needs_migrate=true), when the release has migrations that the record
         C(<root>/.stagehand/migrations.json) does not list as applied, or when that record is missing, unreadable or
-        about another database.
+        about another database, or when the record lists migrations the release does not have and the schema guard
+        refuses or cannot decide from the host (see the description).
     type: dict
     suboptions:
       dir:

@@ -187,8 +187,11 @@ options:
   migrations_dir:
     description:
       - The migrations directory of a release, relative to the release root (V(migrations)). When set, the switch is
-        refused if the database has irreversible migrations that the target release does not know, the check the
-        deploy role's rollback makes.
+        refused if the database has irreversible migrations that the target release does not know. This is the schema guard
+        that the deploy role applies to every deploy and rollback (see M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:guard)). The
+        message names the dump a restore would use, the one taken right before the oldest of them (from
+        C(<root>/.stagehand/dumps/index.json)), only when that file is on this host. The live release is never
+        refused; a switch to it only runs the post commands and the health check.
       - The database is not asked. The migrations applied to it are read from C(<root>/.stagehand/migrations.json),
         which the deploy role writes on every host once a deploy's migrations are done. It is JSON with the key
         C(applied), the list of migration ids, and C(database). An applied migration that is not in the target's
@@ -199,7 +202,8 @@ options:
         O(migrations_database), or lacks a migration of the live release (it is older than what is live). It also
         cannot answer when an unknown migration is in no release on the host. Then check the database with
         M(stagehand.deploy.migrate) O(stagehand.deploy.migrate#module:state=checked).
-      - Only with O(mode=releases).
+      - In O(mode=slots) the two slots are the releases of the host. The target slot's O(migrations_dir) is checked,
+        and the guard names the release label of the slot.
     type: str
   migrations_database:
     description:
@@ -540,7 +544,9 @@ lock:
     released: true
     holder: {owner: alice, controller: laptop, purpose: rollback}
 migrations:
-  description: The irreversible-migrations check made with O(migrations_dir), null without it or when refused before it.
+  description:
+    - The irreversible-migrations check made with O(migrations_dir), null without it, when refused before it, or when
+      the target is the live release (never checked).
   returned: success and failure, when O(migrations_dir) is set
   type: dict
   contains:
@@ -567,6 +573,12 @@ migrations:
       description: Why the record cannot answer, or null.
       type: str
       sample: null
+    guard:
+      description:
+        - What the schema guard decided from the record (the keys of RV(stagehand.deploy.migrate#module:guard)), null
+          when the record cannot answer.
+      type: dict
+      sample: {release: v2, allowed: true, lacking: [], irreversible: [], dump: null, msg: null}
   sample:
     record: /srv/www/app/.stagehand/migrations.json
     applied: [0001_create_visits, 0002_add_note]

@@ -369,7 +369,12 @@ def test_dump_is_taken_before_the_first_migration(run_module, db, release):
     assert [m['id'] for m in dumped['migrations']] == ['0001_create_visits']  # the state before 0002
     assert stat.S_IMODE(os.stat(str(dump)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(str(dump.parent)).st_mode) == 0o700
-    assert os.listdir(str(dump.parent)) == ['v2.sql.gz']
+    assert sorted(os.listdir(str(dump.parent))) == ['index.json', 'v2.sql.gz']
+    # recorded with the migrations it precedes, for a restore to find it (issue 11)
+    index = json.loads((dump.parent / 'index.json').read_text())
+    assert [(e['file'], e['release'], e['before'], e['precedes']) for e in index['dumps']] == [
+        ('v2.sql.gz', 'v2', ['0001_create_visits'], ['0002_add_email'])]
+    assert stat.S_IMODE(os.stat(str(dump.parent / 'index.json')).st_mode) == 0o600
     mysqldump = [c for c in db.calls if c['prog'] == 'mysqldump'][0]
     assert '--single-transaction' in mysqldump['argv'] and mysqldump['argv'][-1] == 'app'
 
@@ -584,3 +589,85 @@ def test_irreversible_marker_must_be_a_whole_line(tmp_path):
     write_migration(tmp_path, '0002_b', '  -- stagehand: irreversible  \nSELECT 1;\n', 'SELECT 1;\n')
     found = {m.id: m.irreversible for m in _migrate.scan_migrations(str(tmp_path))}
     assert found == {'0001_a': False, '0002_b': True}
+
+
+# -- the schema guard (issue 11: a deploy of an old release bypassed it, a restore picked the wrong dump) --
+def history_root(tmp_path):
+    """releases v1 (0001), v2 (+0002 reversible), v3 (+0003 irreversible), as the example app's tags."""
+    root = tmp_path / 'srv'
+    steps = [('0001_create_visits', 'CREATE TABLE visits (id INT);\n', 'DROP TABLE visits;\n'),
+             ('0002_add_agent', 'ALTER TABLE visits ADD agent TEXT;\n', 'ALTER TABLE visits DROP agent;\n'),
+             ('0003_purge', '-- stagehand: irreversible\nDELETE FROM visits;\n', None)]
+    for count, name in enumerate(('v1', 'v2', 'v3'), 1):
+        mig = root / 'releases' / name / 'migrations'
+        mig.mkdir(parents=True)
+        for mid, up, down in steps[:count]:
+            write_migration(mig, mid, up, down)
+    return root
+
+
+def deploy_migrations(run_module, root, name, **args):
+    """What the migrate phase of a deploy does: guarded, dumping to dumps/<release>.sql.gz."""
+    dumps = root / '.stagehand' / 'dumps'
+    return migrate(run_module, migrations_dir(root, name), release=name, guard=True, dump=str(dumps / ('%s.sql.gz' % name)),
+                   dumps_dir=str(dumps), **args)
+
+
+@pytest.fixture
+def after_v3(run_module, db, tmp_path):
+    root = history_root(tmp_path)
+    for name in ('v1', 'v2', 'v3'):
+        res = deploy_migrations(run_module, root, name, allow_irreversible=name == 'v3')
+        assert res.get('failed') is not True and res['applied'], res
+    return root
+
+
+def test_deploy_of_an_older_release_is_refused_naming_the_dump(run_module, db, after_v3, snapshot):
+    dumps = after_v3 / '.stagehand' / 'dumps'
+    before, state = snapshot(str(after_v3)), db.state
+    res = deploy_migrations(run_module, after_v3, 'v2')
+    assert res['failed'] is True, res
+    assert res['msg'].startswith('v2 does not have the irreversible migrations 0003_purge that the database holds')
+    assert 'Nothing was changed' in res['msg']
+    assert 'restore (restore_db=true) would restore %s, the dump taken right before 0003_purge was applied' % (dumps / 'v3.sql.gz') in res['msg']
+    assert res['guard']['lacking'] == ['0003_purge'] and res['guard']['dump'] == str(dumps / 'v3.sql.gz')
+    assert db.state == state and db.writes()[-1]['stdin'].startswith('INSERT') and snapshot(str(after_v3)) == before
+    # v1 lacks 0002 (reversible) and 0003 (irreversible): the dump right before 0003, not the older v2.sql.gz
+    res = deploy_migrations(run_module, after_v3, 'v1')
+    assert res['failed'] is True and res['guard']['lacking'] == ['0002_add_agent', '0003_purge']
+    assert res['guard']['irreversible'] == ['0003_purge'] and res['guard']['dump'] == str(dumps / 'v3.sql.gz')
+    assert 'v2.sql.gz' not in res['msg']
+    # the checked state (a rollback) says the same
+    res = migrate(run_module, migrations_dir(after_v3, 'v2'), state='checked', guard=True, release='v2', dumps_dir=str(dumps))
+    assert res['failed'] is True and str(dumps / 'v3.sql.gz') in res['msg'] and db.state == state
+
+
+def test_deploy_with_restore_db_restores_the_dump_before_the_oldest_lacking_migration(run_module, db, after_v3):
+    dumps = after_v3 / '.stagehand' / 'dumps'
+    res = deploy_migrations(run_module, after_v3, 'v1', restore_db=True)
+    assert res.get('failed') is not True, res
+    assert res['changed'] is True and res['restored'] == str(dumps / 'v3.sql.gz') and res['applied'] == []
+    assert [m['id'] for m in db.state['migrations']] == ['0001_create_visits', '0002_add_agent']
+    assert db.state['restores'] == 1
+    # now allowed without a restore: 0002 is reversible
+    res = deploy_migrations(run_module, after_v3, 'v1')
+    assert res.get('failed') is not True and res['changed'] is False and res['guard']['allowed'] is True
+
+
+def test_missing_dump_is_not_named_and_a_restore_is_refused(run_module, db, after_v3):
+    dumps = after_v3 / '.stagehand' / 'dumps'
+    (dumps / 'v3.sql.gz').unlink()
+    state = db.state
+    res = deploy_migrations(run_module, after_v3, 'v2')
+    assert res['failed'] is True and 'v3.sql.gz' not in res['msg'] and 'No restore is possible' in res['msg']
+    res = deploy_migrations(run_module, after_v3, 'v2', restore_db=True)
+    assert res['failed'] is True and 'cannot be restored' in res['msg'] and 'Nothing was changed' in res['msg']
+    assert db.state == state and 'restores' not in db.state
+
+
+def test_reversible_lacking_migrations_do_not_block(run_module, db, tmp_path):
+    root = history_root(tmp_path)
+    for name in ('v1', 'v2'):
+        deploy_migrations(run_module, root, name)
+    res = deploy_migrations(run_module, root, 'v1')
+    assert res.get('failed') is not True and res['guard']['lacking'] == ['0002_add_agent'] and res['guard']['allowed'] is True

@@ -116,6 +116,32 @@ def test_pending_migrations_stage_without_switching(store, root, tmp_path):
     assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
 
 
+def test_an_older_release_lacking_an_irreversible_migration_never_switches(store, root, tmp_path):
+    """issue 11: deploying an old version after an irreversible migration went around the guard."""
+    m1 = {'migrations/0001_orders.up.sql': b'CREATE TABLE orders (id INT);\n', 'migrations/0001_orders.down.sql': b'DROP TABLE orders;\n'}
+    v1 = store.compose('v1', changed(APP, m1))
+    v3 = store.compose('v3', changed(APP, dict(m1, **{'migrations/0002_purge.up.sql': b'DELETE FROM orders;\n'})))
+    record = os.path.join(root, '.stagehand', 'migrations.json')
+    ship(tmp_path, v1, root, release='v1')
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    with open(record, 'w', encoding='utf-8') as handle:
+        json.dump({'database': 'shop', 'applied': ['0001_orders', '0002_purge']}, handle)
+    ship(tmp_path, v3, root, release='v3', migrations={'dir': 'migrations', 'database': 'shop'})
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v3'
+    # v1 again, under a new name: the record says 0002_purge (irreversible, per v3) is applied, v1 lacks it
+    _made, result = ship(tmp_path, v1, root, release='v1-again', migrations={'dir': 'migrations', 'database': 'shop'})
+    assert result['needs_migrate'] and not result['switched'], result
+    assert 'v1-again does not have the irreversible migrations 0002_purge' in result['needs_migrate_reason']
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v3'
+    # nothing to tell irreversibility by (v3 gone): still not switched, the migrate phase decides
+    shutil.rmtree(os.path.join(root, 'releases', 'v3'))
+    os.unlink(os.path.join(root, 'current'))
+    os.symlink('releases/v1', os.path.join(root, 'current'))
+    _made, result = ship(tmp_path, v1, root, release='v1-third', migrations={'dir': 'migrations', 'database': 'shop'})
+    assert result['needs_migrate'] and not result['switched'] and '0002_purge' in result['needs_migrate_reason']
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+
+
 def test_a_held_lock_refuses_and_changes_nothing(store, root, tmp_path, snapshot):
     v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
     ship(tmp_path, v1, root, release='v1')

@@ -130,6 +130,37 @@ def test_pending_migrations_leave_the_slot_patched_and_not_live(store, root, tmp
     assert os.path.isfile(os.path.join(root, 'slots', 'b', 'migrations', '0001_orders.up.sql'))
 
 
+def test_an_older_release_goes_live_in_one_call_only_when_it_lacks_no_irreversible_migration(store, root, tmp_path):
+    """issue 11: the fast path in slots mode applies the schema guard from the record and the two slots."""
+    m1 = {'migrations/0001_orders.up.sql': b'CREATE TABLE orders (id INT);\n', 'migrations/0001_orders.down.sql': b'DROP TABLE orders;\n'}
+    m2 = dict(m1, **{'migrations/0002_note.up.sql': b'ALTER TABLE orders ADD note TEXT;\n',
+                     'migrations/0002_note.down.sql': b'ALTER TABLE orders DROP note;\n'})
+    m3 = dict(m2, **{'migrations/0003_purge.up.sql': b'DELETE FROM orders;\n'})  # no down file: irreversible
+    v1, v2, v3 = store.compose('v1', changed(APP, m1)), store.compose('v2', changed(APP, m2)), store.compose('v3', changed(APP, m3))
+    record = os.path.join(root, '.stagehand', 'migrations.json')
+    deploy(tmp_path, v1, root, 'v1')
+
+    def write_record(applied):
+        with open(record, 'w', encoding='utf-8') as handle:
+            json.dump({'database': 'shop', 'applied': applied}, handle)
+
+    write_record(['0001_orders', '0002_note'])
+    mig = {'dir': 'migrations', 'database': 'shop'}
+    deploy(tmp_path, v2, root, 'v2', migrations=mig)
+    assert os.readlink(os.path.join(root, 'current')) == 'slots/b'
+    # v1 lacks only the reversible 0002_note: one call, as before
+    _made, result = deploy(tmp_path, v1, root, 'v1', migrations=mig)
+    assert result['switched'] and not result['needs_migrate'], result
+    # v3 live (0003_purge irreversible applied): v2 again lacks it, and never goes live in the call
+    write_record(['0001_orders', '0002_note', '0003_purge'])
+    deploy(tmp_path, v3, root, 'v3', migrations=mig)
+    live = os.readlink(os.path.join(root, 'current'))
+    _made, result = deploy(tmp_path, v2, root, 'v2', migrations=mig)
+    assert result['needs_migrate'] and not result['switched'], result
+    assert 'v2 does not have the irreversible migrations 0003_purge' in result['needs_migrate_reason']
+    assert os.readlink(os.path.join(root, 'current')) == live
+
+
 def test_opcache_is_invalidated_for_the_patched_slot_before_the_flip(store, root, tmp_path, sock):
     v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
     deploy(tmp_path, v1, root, 'v1')

@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._root import mark_root
 from ansible_collections.stagehand.deploy.plugins.module_utils import _lock
+from ansible_collections.stagehand.deploy.plugins.module_utils import _schema
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 from ansible_collections.stagehand.deploy.plugins.modules.switch import main
@@ -327,13 +328,41 @@ def test_irreversible_migration_refuses_and_changes_nothing(run_module, root, tm
     before = snapshot(str(root))
     res = rollback(run_module, root, post_commands=[cmd])
     assert res['failed'] is True and res['failed_phase'] == 'check' and res['needs_db_check'] is False
-    assert 'irreversible migrations that v2 does not know: 0003_drop_old' in res['msg']
+    assert 'v2 does not have the irreversible migrations 0003_drop_old that the database holds' in res['msg']
+    # no dump recorded before 0003_drop_old: none is named (issue 11: a refusal named a dump that did not exist)
+    assert 'No restore is possible: no dump was recorded' in res['msg'] and '.sql.gz' not in res['msg']
     assert res['migrations']['irreversible_since'] == ['0003_drop_old'] and res['migrations']['unknown'] == ['0003_drop_old']
     assert without(snapshot(str(root)), '.stagehand/history.jsonl') == without(before)
     assert read_log(log) == [] and link(root) == 'releases/v3' and not os.path.exists(lock_path(root))
     (line,) = history(root)
     assert line['outcome'] == 'refused' and line['release'] == 'v2' and line['previous'] == 'v3'
     assert '0003_drop_old' in line['error']
+
+
+def test_refusal_names_the_dump_taken_right_before_the_oldest_lacking_migration(run_module, root):
+    go_live_on_v3(root)
+    dumps = root / '.stagehand' / 'dumps'
+    dumps.mkdir()
+    for name, before, precedes in (('v2', ['0001_create_visits'], ['0002_add_note']),
+                                   ('v3', ['0001_create_visits', '0002_add_note'], ['0003_drop_old'])):
+        (dumps / ('%s.sql.gz' % name)).write_bytes(b'dump')
+        _schema.record_dump(str(dumps / ('%s.sql.gz' % name)), 'app', name, before, precedes, '2026-01-01T00:00:0%sZ' % name[1])
+    res = rollback(run_module, root, target=None, release='v1')
+    assert res['failed'] is True and res['failed_phase'] == 'check'
+    assert 'restore (restore_db=true) would restore %s, the dump taken right before 0003_drop_old' % (dumps / 'v3.sql.gz') in res['msg']
+    assert 'v2.sql.gz' not in res['msg'] and res['migrations']['guard']['dump'] == str(dumps / 'v3.sql.gz')
+    (dumps / 'v3.sql.gz').unlink()
+    res = rollback(run_module, root, target=None, release='v1')
+    assert res['failed'] is True and '.sql.gz' not in res['msg'] and 'is no longer in' in res['msg']
+
+
+def test_rollback_to_the_live_release_is_never_refused(run_module, root):
+    """issue 11: with a release live that lacks an irreversible migration, rolling back to it only checks health."""
+    write_record(root, ['0001_create_visits', '0002_add_note', '0003_drop_old'])  # v2 live, 0003 applied
+    res = rollback(run_module, root, target=None, release='v2')
+    assert res.get('failed') is not True, res
+    assert link(root) == 'releases/v2' and res['migrations'] is None
+    assert history(root)[0]['outcome'] == 'success'
 
 
 def test_irreversible_migration_known_to_the_target_is_fine(run_module, root):
@@ -460,3 +489,40 @@ def test_unreadable_metadata_is_refused_and_the_lock_released(run_module, root, 
     assert res['failed'] is True and 'cannot read the metadata' in res['msg']
     assert os.path.lexists(str(root / 'current')) is live and not os.path.exists(lock_path(root))
     assert history(root)[0]['outcome'] == 'refused'
+
+
+# -- slots mode: the flip back is under the same schema guard (issue 11) -------------------------------
+def slots_root(tmp_path, a_migrations, b_migrations, applied):
+    """slots a (label v2) and b (label v3, live), their migrations, and the record."""
+    r = tmp_path / 'slots-app'
+    for slot, label, migrations in (('a', 'v2', a_migrations), ('b', 'v3', b_migrations)):
+        mig = r / 'slots' / slot / 'migrations'
+        mig.mkdir(parents=True)
+        (r / 'slots' / slot / 'RELEASE').write_text(label + '\n')
+        for mid, reversible in migrations:
+            (mig / (mid + '.up.sql')).write_text('SELECT 1;\n')
+            if reversible:
+                (mig / (mid + '.down.sql')).write_text('SELECT 1;\n')
+        DeployRoot(str(r)).ensure_state_dirs()
+        DeployRoot(str(r)).write_slot_meta(slot, {'name': slot, 'release': label, 'status': 'complete', 'manifest_digest': None,
+                                                  'activated': '2026-01-01T00:00:0%sZ' % label[1]})
+    os.symlink('slots/b', str(r / 'current'))
+    write_record(r, applied)
+    mark_root(str(r), '2026-01-01T00:00:00Z')  # a root this version deployed to
+    return r
+
+
+def test_slots_flip_back_over_an_irreversible_migration_is_refused(run_module, tmp_path, snapshot):
+    r = slots_root(tmp_path, [M1, M2], [M1, M2, M3], ['0001_create_visits', '0002_add_note', '0003_drop_old'])
+    before = snapshot(str(r))
+    res = rollback(run_module, r, mode='slots', target='inactive')
+    assert res['failed'] is True and res['failed_phase'] == 'check', res
+    assert 'v2 does not have the irreversible migrations 0003_drop_old that the database holds' in res['msg']
+    assert link(r) == 'slots/b' and without(snapshot(str(r)), '.stagehand/history.jsonl') == without(before)
+
+
+def test_slots_flip_back_over_reversible_migrations_is_fine(run_module, tmp_path):
+    r = slots_root(tmp_path, [M1], [M1, M2], ['0001_create_visits', '0002_add_note'])
+    res = rollback(run_module, r, mode='slots', target='inactive')
+    assert res.get('failed') is not True, res
+    assert link(r) == 'slots/a' and res['migrations']['guard']['allowed'] is True
