@@ -64,7 +64,9 @@ def test_fills_controller_defaults(lock_action, monkeypatch):
         'owner': 'alice',
         'controller': 'ctl.example.org',
         'pid': os.getppid(),
+        'controller_process': lock_action.controller_facts()['controller_process'],
     }
+    assert kwargs['module_args']['controller_process']['pid'] == os.getppid()
     remove_tmp.assert_called_once()
     # the task's own arguments are not modified
     assert action._task.args == {'root': '/srv/app', 'purpose': 'deploy v1'}

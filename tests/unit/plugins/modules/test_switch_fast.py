@@ -87,6 +87,7 @@ def root(tmp_path):
     make_release(r, 'v3', [M1, M2, M3])
     os.symlink('releases/v2', str(r / 'current'))
     write_record(r, ['0001_create_visits', '0002_add_note'])
+    _lock.secure_state(DeployRoot(str(r)))  # the modes a root has once any run took its lock
     return r
 
 
