@@ -530,7 +530,9 @@ def interrupted_record(holder: dict[str, t.Any], why: str, live: str | None, now
         'end': format_time(moment),
         'outcome': 'interrupted',
         'phases': {},
-        'error': 'the %s was interrupted (%s); %s is live now' % (holder['action'], why, live or 'nothing'),
+        'error': 'the %s%s was interrupted (%s); %s is live now' % (
+            holder['action'], ' (%s)' % holder['purpose'] if isinstance(holder.get('purpose'), str) and holder['purpose'] else '',
+            why, live or 'nothing'),
     }
 
 

@@ -235,7 +235,7 @@ holder:
     ttl: 3600
 interrupted:
   description: The history record appended (with outcome C(interrupted)) for the holder that was taken over, else null.
-  returned: success
+  returned: success, when acquiring
   type: dict
   sample:
     action: deploy
@@ -246,7 +246,7 @@ interrupted:
     error: "the deploy was interrupted (its ansible-playbook on ctl process 4242 is gone); v1.4.0 is live now"
 swept:
   description: What no live run owned and was removed when the lock was taken (would be, in check mode).
-  returned: success
+  returned: success, when acquiring
   type: list
   elements: str
   sample: [/srv/app/.stagehand/stage/.release-v1.4.0.1f2e3d4c5b6a7988.tmp, /srv/app/.stagehand/upload-v1.4.0.tar.gz]

@@ -162,7 +162,8 @@ def test_interrupted_run_gets_its_history_line(tmp_path):
     line = lines[0]
     assert (line['action'], line['outcome'], line['release'], line['previous'], line['live']) == ('deploy', 'interrupted', 'v2', 'v1', 'v2')
     assert (line['user'], line['controller'], line['start']) == ('bob', 'ctl-bob', _lock.format_time(RECENT))
-    assert 'v2 is live now' in line['error'] and 'is gone' in line['error']
+    assert line['error'].startswith('the deploy (deploy v2) was interrupted (its ansible-playbook on controller ctl-bob: process ')
+    assert line['error'].endswith('is gone); v2 is live now')
 
 
 def test_expired_holder_with_an_action_is_completed_too(tmp_path):
