@@ -21,7 +21,7 @@ description:
     acquirers exactly one wins.
   - A lock held by another token that has not expired makes the task fail with a message naming the holder (owner,
     controller, pid, purpose, since when, until when) and how to release the lock by hand.
-  - A lock whose holder is provably dead is taken over at once, with a warning naming it. Provably dead means: the
+  - A lock whose holder is provably dead is taken over at once, with a warning naming it. Provably dead means that the
     holder's C(ansible-playbook) process (recorded by the action plugin as O(controller_process)) or its process on the
     host (recorded by the M(stagehand.deploy.ship) and M(stagehand.deploy.switch) modules) belongs to the same machine
     boot and pid namespace as the one checking, and that pid is gone or now belongs to a process with another start

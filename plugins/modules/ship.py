@@ -89,7 +89,7 @@ options:
     description:
       - When O(release) is live on the host with this compose id already, end at once with RV(already_live=true) and
         C(changed=false); nothing is sent, locked, written or checked. Read by the action plugin only.
-      - Not while the deploy root has a lock file (C(.stagehand/lock), or C(lock) in O(held)): the call then goes on under
+      - Not while the deploy root has a lock file (C(.stagehand/lock), or C(lock) in O(held)); the call then goes on under
         the lock, which takes over a dead holder (completing its history) or is refused by a live one, so that a rerun
         never reports success while a stale lock is left.
     type: bool
