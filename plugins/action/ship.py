@@ -42,7 +42,7 @@ def held_query(root: str) -> str:
             'for n in a b; do f=.stagehand/slots/$n.json; '
             'if [ -f "$f" ] && [ -d "slots/$n" ] && [ ! -L "slots/$n" ]; then cat "$f"; echo; echo %(mark)s; fi; done; '
             'echo %(mark)send; ls .stagehand/composes 2>/dev/null; '
-            'if [ -e .stagehand/lock ]; then echo %(mark)slocked; fi; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
+            'if [ -e .stagehand/lock ]; then echo; echo %(mark)slock; cat .stagehand/lock; fi; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
 
 
 def _metas(text: str) -> list[dict[str, t.Any]]:
@@ -58,15 +58,22 @@ def _metas(text: str) -> list[dict[str, t.Any]]:
 
 
 def parse_held(output: str) -> dict[str, t.Any]:
-    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, locked}``, as release_info says them.
+    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, lock}``, as release_info says them.
 
-    ``locked``: the deploy root has a lock file (a run holds it, or one that died left it).
+    ``lock``: the content of the deploy root's lock file (``{'raw': ...}`` when it is not JSON), None without one.
 
     ``live`` is the release (or slot) ``current`` designates, ``live_kind`` ``releases`` or ``slots``.
     """
-    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'locked': False}
+    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
-    held['locked'] = (MARK + 'locked') in output.split('\n')
+    output, locked, lock_text = output.partition('\n' + MARK + 'lock\n')
+    if locked:
+        try:
+            held['lock'] = json.loads(lock_text)
+        except ValueError:
+            held['lock'] = None
+        if not isinstance(held['lock'], dict):
+            held['lock'] = {'raw': lock_text[:200]}
     head, sep, rest = output.partition(MARK + '\n')
     if not sep:
         return held
@@ -161,7 +168,7 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get('inventory_hostname')
         # never "already live, nothing changed" while a lock is left: the module takes it over (a dead holder, whose
         # history it completes) or is refused by it (a live one)
-        locked = bool(held.get('locked') or held.get('lock'))
+        locked = bool(held.get('lock'))
         if end_if_live and not locked and live_compose(held) == {'release': args.get('release'), 'compose_id': compose['compose_id']}:
             result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
                           switched=False, needs_migrate=False, needs_phases=False, previous=args.get('release'),
@@ -217,6 +224,12 @@ class ActionModule(ActionBase):
             module_args['history'] = history
         if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
             module_args = fill_controller_args(module_args, controller_facts())
+        if isinstance(module_args.get('lock'), dict) and not module_args['lock'].get('stale_token'):
+            # a holder that ran on this controller and whose ansible-playbook is gone is taken over in the first call
+            # (a refused call would write a history line of its own)
+            first = stale_retry({'failed': True, 'holder': held.get('lock')})
+            if first is not None:
+                module_args['lock'] = dict(module_args['lock'], **first)
         answer = self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars)
         retry = stale_retry(dict(answer, holder=(answer.get('lock') or {}).get('holder'))) if isinstance(module_args.get('lock'), dict) else None
         if retry is not None and not module_args['lock'].get('stale_token'):

@@ -66,16 +66,16 @@ def root(tmp_path):
 
 
 def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_path):
-    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'locked': False}
+    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     crlf = 'releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--slots\r\n--stagehand-ship--end\r\n'
-    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': [], 'locked': False}
+    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     v1 = store.compose('v1', APP)
     ship(tmp_path, v1, root, release='v1')
     held = held_of(root)
     assert held['live'] == 'v1'
     assert held['composes'] == [v1['id']]
     assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
-    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'locked': False}
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     assert live_compose(held) == {'release': 'v1', 'compose_id': v1['id']}
 
 
@@ -276,7 +276,7 @@ def test_a_run_killed_after_its_switch_is_completed_by_the_rerun(store, root, tm
         f.write(dump_json(content))
     leftover = os.path.join(root, '.stagehand', 'stage', '.release-v2.0011223344556677.tmp')
     os.makedirs(leftover)
-    assert held_of(root)['locked'] is True  # so the action does not end with "already live" while the lock is left
+    assert held_of(root)['lock'] == content  # so the action does not end with "already live" while the lock is left
     made, result = ship(tmp_path, v2, root, release='v2')
     assert any('Took over the deploy lock' in w and 'bob on controller laptop' in w for w in result['warnings'])
     assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
