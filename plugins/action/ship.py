@@ -25,7 +25,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts
+from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts, stale_retry
 from ansible_collections.stagehand.deploy.plugins.action.switch import fill_controller_args, health_and_phases
 from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create
 
@@ -41,7 +41,8 @@ def held_query(root: str) -> str:
             'echo %(mark)sslots; '
             'for n in a b; do f=.stagehand/slots/$n.json; '
             'if [ -f "$f" ] && [ -d "slots/$n" ] && [ ! -L "slots/$n" ]; then cat "$f"; echo; echo %(mark)s; fi; done; '
-            'echo %(mark)send; ls .stagehand/composes 2>/dev/null; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
+            'echo %(mark)send; ls .stagehand/composes 2>/dev/null; '
+            'if [ -e .stagehand/lock ]; then echo; echo %(mark)slock; cat .stagehand/lock; fi; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
 
 
 def _metas(text: str) -> list[dict[str, t.Any]]:
@@ -57,12 +58,22 @@ def _metas(text: str) -> list[dict[str, t.Any]]:
 
 
 def parse_held(output: str) -> dict[str, t.Any]:
-    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes}``, as release_info says them.
+    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, lock}``, as release_info says them.
+
+    ``lock``: the content of the deploy root's lock file (``{'raw': ...}`` when it is not JSON), None without one.
 
     ``live`` is the release (or slot) ``current`` designates, ``live_kind`` ``releases`` or ``slots``.
     """
-    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
+    output, locked, lock_text = output.partition('\n' + MARK + 'lock\n')
+    if locked:
+        try:
+            held['lock'] = json.loads(lock_text)
+        except ValueError:
+            held['lock'] = None
+        if not isinstance(held['lock'], dict):
+            held['lock'] = {'raw': lock_text[:200]}
     head, sep, rest = output.partition(MARK + '\n')
     if not sep:
         return held
@@ -168,7 +179,10 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get('inventory_hostname')
         # what was live when the call began, read from the host: the failure message of the deploy says it is still live
         result['live'] = live_label(held, mode)
-        if end_if_live and live_compose(held) == {'release': args.get('release'), 'compose_id': compose['compose_id']}:
+        # never "already live, nothing changed" while a lock is left: the module takes it over (a dead holder, whose
+        # history it completes) or is refused by it (a live one)
+        locked = bool(held.get('lock'))
+        if end_if_live and not locked and live_compose(held) == {'release': args.get('release'), 'compose_id': compose['compose_id']}:
             result.update(changed=False, release=args.get('release'), compose_id=compose['compose_id'], already_live=True,
                           switched=False, needs_migrate=False, needs_phases=False, previous=args.get('release'),
                           current=args.get('release'), sent=sent_summary({}, True, 0.0))
@@ -227,7 +241,19 @@ class ActionModule(ActionBase):
             module_args['history'] = history
         if isinstance(module_args.get('lock'), dict) or isinstance(module_args.get('history'), dict):
             module_args = fill_controller_args(module_args, controller_facts())
-        result.update(self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars))
+        if isinstance(module_args.get('lock'), dict) and not module_args['lock'].get('stale_token'):
+            # a holder that ran on this controller and whose ansible-playbook is gone is taken over in the first call
+            # (a refused call would write a history line of its own)
+            first = stale_retry({'failed': True, 'holder': held.get('lock')})
+            if first is not None:
+                module_args['lock'] = dict(module_args['lock'], **first)
+        answer = self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars)
+        retry = stale_retry(dict(answer, holder=(answer.get('lock') or {}).get('holder'))) if isinstance(module_args.get('lock'), dict) else None
+        if retry is not None and not module_args['lock'].get('stale_token'):
+            # the holder ran on this controller and its ansible-playbook is gone: take its lock over
+            module_args['lock'] = dict(module_args['lock'], **retry)
+            answer = self._execute_module(module_name=MODULE_NAME, module_args=module_args, task_vars=task_vars)
+        result.update(answer)
         if result.get('failed') and not result.get('failed_phase'):
             result['failed_phase'] = 'ship'  # the module failed before naming a phase of its own
         self._remove_tmp_path(remote_tmp)

@@ -63,6 +63,8 @@ def fill_controller_args(args: dict[str, t.Any], facts: dict[str, t.Any], now: d
     lock = args.get('lock')
     if isinstance(lock, dict):
         lock = dict(lock)
+        if lock.get('pid') is None and lock.get('controller_process') is None and facts.get('controller_process') is not None:
+            lock['controller_process'] = facts['controller_process']
         for key in ('owner', 'controller', 'pid'):
             if lock.get(key) is None:
                 lock[key] = facts.get(key)

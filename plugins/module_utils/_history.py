@@ -8,8 +8,12 @@ A record::
 
     {"action": "deploy"|"rollback"|"cleanup", "release": str|null, "previous": str|null,
      "user": str, "controller": str, "start": ISO-UTC, "end": ISO-UTC,
-     "outcome": "success"|"failed"|"refused"|"rolled_back",
+     "outcome": "success"|"failed"|"refused"|"rolled_back"|"interrupted",
      "phases": {"lock": 0.12, ...}, "error": str|null}
+
+A record with outcome ``interrupted`` completes a run that died holding the deploy lock; the
+run that took the lock over appends it, with ``previous`` what was live when the interrupted
+run started and the extra key ``live``: what is live now.
 
 Appending is one ``write(2)`` on a descriptor opened with ``O_APPEND`` (under
 ``flock``), then ``fsync``: concurrent writers never interleave inside a line, and a line is
@@ -21,25 +25,28 @@ the next append starts on a new line.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import math
 import os
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir
+from ansible_collections.stagehand.deploy.plugins.module_utils._flock import FlockTimeout, flock_within
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot, format_utc
 
 ACTIONS = ('deploy', 'rollback', 'cleanup')
-OUTCOMES = ('success', 'failed', 'refused', 'rolled_back')
+OUTCOMES = ('success', 'failed', 'refused', 'rolled_back', 'interrupted')
 RECORD_KEYS = ('action', 'release', 'previous', 'user', 'controller', 'start', 'end', 'outcome', 'phases', 'error')
+# written only when set: what is live now, on the line completing an interrupted run
+OPTIONAL_KEYS = ('live',)
 REQUIRED_KEYS = ('action', 'user', 'controller', 'start', 'outcome')
 MAX_ERROR_CHARS = 4096
 MAX_TEXT_CHARS = 256
 TRUNCATED = ' ... (truncated)'
 DEFAULT_HISTORY = 10
 READ_CHUNK = 65536
+FLOCK_WAIT = 30.0
 
 
 class HistoryError(Exception):
@@ -131,15 +138,15 @@ def validate_record(record: object, now: datetime.datetime | None = None) -> dic
     """Return the record as it is written (times normalised to UTC, ``end`` defaulting to now); raise :class:`HistoryError`."""
     if not isinstance(record, dict):
         raise HistoryError('record %r is invalid: use a mapping with the keys %s' % (record, ', '.join(RECORD_KEYS)))
-    unknown = sorted(str(key) for key in record if key not in RECORD_KEYS)
+    unknown = sorted(str(key) for key in record if key not in RECORD_KEYS + OPTIONAL_KEYS)
     if unknown:
-        raise HistoryError('record has unknown keys %s: use only %s' % (', '.join(unknown), ', '.join(RECORD_KEYS)))
+        raise HistoryError('record has unknown keys %s: use only %s' % (', '.join(unknown), ', '.join(RECORD_KEYS + OPTIONAL_KEYS)))
     start = parse_utc(record.get('start'), 'record.start')
     if record.get('end') is None:
         end = (now or datetime.datetime.now(datetime.timezone.utc))
     else:
         end = parse_utc(record.get('end'), 'record.end')
-    return {
+    entry = {
         'action': _choice(record, 'action', ACTIONS),
         'release': _name(record, 'release'),
         'previous': _name(record, 'previous'),
@@ -151,6 +158,10 @@ def validate_record(record: object, now: datetime.datetime | None = None) -> dic
         'phases': _phases(record.get('phases')),
         'error': _text(record, 'error', False, MAX_ERROR_CHARS),
     }
+    live = _name(record, 'live')
+    if live is not None:  # only the line of an interrupted run says what is live now
+        entry['live'] = live
+    return entry
 
 
 def record_line(record: dict[str, t.Any]) -> bytes:
@@ -180,9 +191,12 @@ def append_line(path: str, line: bytes) -> None:
     directory.
     """
     created = not os.path.exists(path)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0), 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0), 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            flock_within(fd, path, FLOCK_WAIT)
+        except FlockTimeout as exc:
+            raise HistoryError(exc.msg) from None
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b'\n':
             line = b'\n' + line
@@ -211,7 +225,10 @@ def append_record(root: str, record: object, check_mode: bool = False,
     _check_root(droot)
     line = record_line(entry)
     if not check_mode:
-        os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
+        try:
+            os.mkdir(droot.state_dir, 0o711)
+        except FileExistsError:
+            pass
         append_line(droot.history_path, line)
     return {
         'changed': True,

@@ -7,7 +7,16 @@
 The lock is the file ``<root>/.stagehand/lock`` holding JSON::
 
     {"owner", "controller", "host", "pid", "purpose", "token",
-     "acquired": ISO-UTC, "expires": ISO-UTC, "ttl": seconds}
+     "acquired": ISO-UTC, "expires": ISO-UTC, "ttl": seconds,
+     "controller_process": {"pid", "start", "boot", "pidns"} | null,
+     "host_process": {"pid", "start", "boot", "pidns"} | null,
+     "action": "deploy"|"rollback"|"cleanup"|null, "release": str|null, "live": str|null}
+
+``controller_process`` is the ``ansible-playbook`` process on the controller and
+``host_process`` the process on the host that holds the lock for its whole run (the
+ship and switch modules); see :mod:`._flock` for what the fields mean. ``action``,
+``release`` (being deployed) and ``live`` (what was live when the lock was taken) let
+the next run complete the history of a run that was interrupted.
 
 Protocol (no check-then-write anywhere):
 
@@ -31,16 +40,28 @@ Protocol (no check-then-write anywhere):
   name; and where ``link(2)`` itself needs room (tmpfs counts a link like an
   inode) the lock is put in place by ``renameat2(RENAME_NOREPLACE)``, as
   exclusive as the link. Releasing unlinks the lock, which gives its room back.
+* A lock whose holder is **provably dead** is taken over at once, with a warning
+  naming it: its ``host_process`` or ``controller_process`` is of this machine (same
+  boot, same pid namespace) and gone, or its pid now belongs to another process; or
+  the caller proved it dead (the action plugins check ``controller_process`` on the
+  controller) and passes its token as ``stale_token``. When the dead (or expired)
+  holder recorded an ``action``, a history line with outcome ``interrupted`` is
+  appended for it. Whoever takes the lock (free or taken over) removes what no live
+  run owns: the staging directories in ``.stagehand/stage/`` and the ``upload-*``
+  files in ``.stagehand/``.
+* The guard is waited for at most :data:`GUARD_WAIT` seconds (non-blocking tries);
+  the state directory is mode 0711 and the lock, the guard and the history 0600, so
+  the application user cannot open (and ``flock``) them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import secrets
+import shutil
 import socket
 import stat
 import typing as t
@@ -52,6 +73,8 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import (
     rename_noreplace,
     temp_name,
 )
+from ansible_collections.stagehand.deploy.plugins.module_utils import _flock, _history
+from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, claim_decision, mark_root
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot
 
@@ -65,7 +88,18 @@ RAW_HEAD_BYTES = 200
 # (for instance released right after our link() failed). Each retry re-reads.
 MAX_ATTEMPTS = 20
 
-LOCK_FIELDS = ('owner', 'controller', 'host', 'pid', 'purpose', 'token', 'acquired', 'expires', 'ttl')
+LOCK_FIELDS = ('owner', 'controller', 'host', 'pid', 'purpose', 'token', 'acquired', 'expires', 'ttl',
+               'controller_process', 'host_process', 'action', 'release', 'live')
+ACTIONS = ('deploy', 'rollback', 'cleanup')
+GUARD_WAIT = 30.0
+# Modes of the state kept under .stagehand/: the directory may be traversed (php-fpm runs the
+# opcache script there by its name) but not listed; what is flock-ed or written by deploys is
+# the deploying user's only.
+STATE_DIR_MODE = 0o711
+STATE_FILE_MODE = 0o600
+PRIVATE_FILES = ('lock', GUARD_NAME, 'history.jsonl')
+PRIVATE_DIRS = ('releases', 'manifests', 'slots', 'stage', 'composes', 'dumps')
+GARBAGE_PREFIX = 'upload-'
 
 _TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 
@@ -161,6 +195,11 @@ def build_lock(
     pid: int | None = None,
     purpose: str | None = None,
     now: datetime.datetime | None = None,
+    controller_process: dict[str, t.Any] | None = None,
+    host_process: dict[str, t.Any] | None = None,
+    action: str | None = None,
+    release: str | None = None,
+    live: str | None = None,
 ) -> dict[str, t.Any]:
     """The lock content for a holder acquiring at ``now`` (default: the current time)."""
     acquired = (now or utc_now()).replace(microsecond=0)
@@ -174,6 +213,11 @@ def build_lock(
         'acquired': format_time(acquired),
         'expires': format_time(acquired + datetime.timedelta(seconds=ttl)),
         'ttl': ttl,
+        'controller_process': controller_process,
+        'host_process': host_process,
+        'action': action,
+        'release': release,
+        'live': live,
     }
 
 
@@ -235,6 +279,9 @@ def describe_holder(holder: dict[str, t.Any], now: datetime.datetime | None = No
     parts = ['%s on controller %s' % (holder.get('owner') or 'an unknown user', holder.get('controller') or '(unknown)')]
     if holder.get('pid') is not None:
         parts.append('(ansible-playbook pid %s)' % holder.get('pid'))
+    host_process = holder.get('host_process')
+    if isinstance(host_process, dict) and host_process.get('pid') is not None:
+        parts.append('with process %s on host %s' % (host_process.get('pid'), holder.get('host') or '(unknown)'))
     if holder.get('purpose'):
         parts.append('for %r' % holder.get('purpose'))
     parts.append('since %s' % (holder.get('acquired') or '(unknown)'))
@@ -260,7 +307,9 @@ def held_message(root: str, path: str, holder: dict[str, t.Any], now: datetime.d
     """The refusal message for a lock held by someone else."""
     host = holder.get('host') or socket.gethostname()
     return ('Deploy lock %s on host %s is held by %s. Wait for that deploy to finish or for the lock to expire. '
-            'If that deploy is no longer running, %s' % (path, host, describe_holder(holder, now), _manual_release(root, path, host)))
+            'Its processes could not be proven dead from here (a holder whose process is gone is taken over at once '
+            'when it ran on the same controller or host). If that deploy is no longer running, %s'
+            % (path, host, describe_holder(holder, now), _manual_release(root, path, host)))
 
 
 def corrupt_message(path: str, raw: bytes, root: str | None = None) -> str:
@@ -279,7 +328,7 @@ def _write_tmp(directory: str, content: dict[str, t.Any]) -> str:
     tmp = temp_name(directory, 'lock')
     data = dump_json(content)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -289,7 +338,7 @@ def _write_tmp(directory: str, content: dict[str, t.Any]) -> str:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchmod(fd, 0o644)
+            os.fchmod(fd, STATE_FILE_MODE)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -321,7 +370,7 @@ def prepare_reserve(state_dir: str) -> bool:
     except FileNotFoundError:
         pass
     tmp = temp_name(state_dir, RESERVE_NAME)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE)
     try:
         try:
             os.write(fd, b'\n' * RESERVE_BYTES)  # written, not sparse: the blocks are allocated now
@@ -370,11 +419,18 @@ def _put_back(directory: str, tmp: str) -> None:
 
 
 @contextlib.contextmanager
-def _guard(state_dir: str) -> t.Iterator[None]:
-    """Hold an exclusive flock on ``.stagehand/lock.guard`` (created if needed, never removed)."""
-    fd = os.open(os.path.join(state_dir, GUARD_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+def _guard(state_dir: str, wait: float | None = None) -> t.Iterator[None]:
+    """Hold an exclusive flock on ``.stagehand/lock.guard`` (created if needed, never removed), waiting at most ``wait`` s.
+
+    Raises :class:`LockError` naming the guard and the process holding it when the wait times out.
+    """
+    path = os.path.join(state_dir, GUARD_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0), STATE_FILE_MODE)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _flock.flock_within(fd, path, GUARD_WAIT if wait is None else wait)
+        except _flock.FlockTimeout as exc:
+            raise LockError(exc.msg, os.path.join(state_dir, 'lock')) from None
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the flock
@@ -451,11 +507,132 @@ def _result(path: str, token: str | None, before: str | None, after: dict[str, t
     return result
 
 
-def _claimed(root: str, claim: str, moment: datetime.datetime, check_mode: bool, result: dict[str, t.Any]) -> dict[str, t.Any]:
-    """``result`` of a lock just taken, after marking ``root`` as a deploy root when it was not marked yet."""
-    if claim != 'marked' and not check_mode:
-        mark_root(root, format_time(moment))
-    return result
+# -- state permissions, garbage, interrupted runs -----------------------------
+def secure_state(droot: DeployRoot) -> list[str]:
+    """Give ``.stagehand`` mode 0711, its state files 0600 and its state directories 0700 (setgid kept).
+
+    Returns warnings for what could not be changed (another owner). Missing entries are skipped.
+    """
+    warnings = []
+    targets = [(droot.state_dir, STATE_DIR_MODE, True)]
+    targets += [(os.path.join(droot.state_dir, name), STATE_FILE_MODE, False) for name in PRIVATE_FILES]
+    targets += [(os.path.join(droot.state_dir, name), 0o700, True) for name in PRIVATE_DIRS]
+    for path, mode, is_dir in targets:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode) != is_dir:
+            continue
+        want = (st.st_mode & (stat.S_ISGID if is_dir else 0)) | mode
+        if stat.S_IMODE(st.st_mode) != want:
+            try:
+                os.chmod(path, want)
+            except OSError as exc:
+                warnings.append('could not make %s mode %04o (the application user may open it): %s' % (path, want, exc))
+    return warnings
+
+
+def _remove(path: str) -> None:
+    """Remove a file or a whole tree, including read-only directories of a staged tree."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.unlink(path)
+        return
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        for top, dirs, _files in os.walk(path):
+            for name in [top] + [os.path.join(top, d) for d in dirs]:
+                if not os.path.islink(name):
+                    os.chmod(name, stat.S_IMODE(os.lstat(name).st_mode) | stat.S_IRWXU)
+        shutil.rmtree(path)
+
+
+def garbage(droot: DeployRoot) -> list[str]:
+    """What no live run owns once the lock is newly held: the entries of ``.stagehand/stage/`` and the ``upload-*`` files.
+
+    (Temporary files directly in ``.stagehand`` are left alone: acquirers that lose the race write theirs there.)
+    """
+    found = []
+    for directory, keep in ((droot.stage_dir, lambda name: True),
+                            (droot.state_dir, lambda name: name.startswith(GARBAGE_PREFIX))):
+        try:
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        found.extend(os.path.join(directory, name) for name in names if keep(name))
+    return found
+
+
+def sweep(droot: DeployRoot, check_mode: bool = False) -> tuple[list[str], list[str]]:
+    """Remove :func:`garbage` (not in check mode): ``(removed, warnings)``. Call only while holding the lock."""
+    removed, warnings = [], []
+    for path in garbage(droot):
+        if not check_mode:
+            try:
+                _remove(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                warnings.append('could not remove %s, left by an earlier run: %s' % (path, exc))
+                continue
+        removed.append(path)
+    if removed and not check_mode:
+        for directory in {os.path.dirname(path) for path in removed}:
+            fsync_dir(directory)
+    return removed, warnings
+
+
+def _live_label(droot: DeployRoot) -> str | None:
+    try:
+        return droot.label(*droot.live())
+    except (OSError, ValueError):
+        return None
+
+
+def dead_reason(holder: dict[str, t.Any]) -> str | None:
+    """Why the lock's holder is provably dead as seen from this machine; None when it is not proven."""
+    for key, where in (('host_process', 'host'), ('controller_process', 'controller')):
+        why = _flock.dead_reason(holder.get(key))
+        if why is not None:
+            return 'its %s on %s %s: %s' % ('module' if key == 'host_process' else 'ansible-playbook', where,
+                                            holder.get(where) or '(unknown)', why)
+    return None
+
+
+def interrupted_record(holder: dict[str, t.Any], why: str, live: str | None, now: datetime.datetime | None = None) -> dict[str, t.Any] | None:
+    """The history record completing the run of ``holder`` (outcome ``interrupted``); None when it recorded no action."""
+    if holder.get('action') not in ACTIONS:
+        return None
+    names = {}
+    for key in ('release', 'live'):
+        value = holder.get(key)
+        try:
+            names[key] = check_release_name(value) if value else None
+        except InvalidName:
+            names[key] = None
+    moment = now or utc_now()
+    return {
+        'action': holder['action'],
+        'release': names['release'],
+        'previous': names['live'],
+        'live': live,
+        'user': holder.get('owner') or '(unknown)',
+        'controller': holder.get('controller') or '(unknown)',
+        'start': holder.get('acquired') if parse_time(holder.get('acquired')) else format_time(moment),
+        'end': format_time(moment),
+        'outcome': 'interrupted',
+        'phases': {},
+        'error': 'the %s%s was interrupted (%s); %s is live now' % (
+            holder['action'], ' (%s)' % holder['purpose'] if isinstance(holder.get('purpose'), str) and holder['purpose'] else '',
+            why, live or 'nothing'),
+    }
+
+
+def check_action(action: object) -> str | None:
+    if action is not None and action not in ACTIONS:
+        raise LockArgumentError('action %r is invalid: use one of %s (or omit it)' % (action, ', '.join(ACTIONS)))
+    return t.cast('str | None', action)
 
 
 # -- public operations ------------------------------------------------------
@@ -470,23 +647,44 @@ def acquire(
     host: str | None = None,
     check_mode: bool = False,
     now: datetime.datetime | None = None,
+    controller_process: dict[str, t.Any] | None = None,
+    host_pid: int | None = None,
+    action: str | None = None,
+    release: str | None = None,
+    stale_token: str | None = None,
+    stale_reason: str | None = None,
 ) -> dict[str, t.Any]:
     """Acquire the deploy lock of ``root``.
 
     Returns a result dict with ``changed``, ``acquired``, ``released`` (always
     False), ``token``, ``holder`` (the lock content after the call; in check
-    mode what it would be), ``taken_over`` (the expired holder replaced, or
-    None), ``path``, ``warnings`` (list of str) and ``diff`` (before/after text).
+    mode what it would be), ``taken_over`` (the expired or dead holder replaced, or
+    None), ``interrupted`` (the history record appended for it, or None), ``swept``
+    (what no live run owned and was removed), ``path``, ``warnings`` (list of str)
+    and ``diff`` (before/after text).
 
-    Raises :class:`LockHeld` when another holder's lock has not expired,
-    :class:`LockCorrupt` for an unreadable lock file, :class:`LockArgumentError`
-    for a bad ttl or token (before touching anything), :class:`LockError` when
-    the root is not a directory or may not be a deploy root (``_root.claim_decision``:
-    nothing is written then; a new or claimable root gets its marker once the lock is held). ``host`` defaults to this machine's hostname;
+    ``controller_process`` is the identity of the ``ansible-playbook`` process
+    (:func:`._flock.process_identity`, taken on the controller); ``host_pid`` the
+    process of this host that holds the lock for its whole run (its identity is
+    recorded). ``stale_token``: the token of a holder the caller proved dead
+    (``stale_reason`` says how); that holder is taken over even before it expires.
+
+    Raises :class:`LockHeld` when another holder's lock has not expired and is not
+    provably dead, :class:`LockCorrupt` for an unreadable lock file,
+    :class:`LockArgumentError` for a bad ttl, token, action or release (before
+    touching anything), :class:`LockError` when the root is not a directory, may not be a
+    deploy root (``_root.claim_decision``: nothing is written then; a new or claimable root
+    gets its marker once the lock is held), or the guard cannot be had in time. ``host`` defaults to this machine's hostname;
     ``now`` is for tests.
     """
     check_ttl(ttl)
     token = check_token(new_token() if token is None else token)
+    check_action(action)
+    if release is not None:
+        try:
+            check_release_name(release)
+        except InvalidName as exc:
+            raise LockArgumentError(str(exc)) from None
     droot = DeployRoot(root)
     path = droot.lock_path
     _check_root(droot)
@@ -498,32 +696,66 @@ def acquire(
     if host is None:
         host = socket.gethostname()
     if not check_mode:
-        os.makedirs(droot.state_dir, mode=0o755, exist_ok=True)
+        os.makedirs(droot.root, exist_ok=True)
+        try:
+            os.mkdir(droot.state_dir, STATE_DIR_MODE)
+        except FileExistsError:
+            pass
+    host_process = _flock.process_identity(host_pid) if host_pid is not None else None
+    live = _live_label(droot)
+
+    def won(before: str | None, content: dict[str, t.Any], taken: dict[str, t.Any] | None = None,
+            why: str | None = None) -> dict[str, t.Any]:
+        result = _result(path, token, before, content, changed=True, acquired=True, holder=content, taken_over=taken,
+                         interrupted=None, swept=[])
+        if not check_mode:  # the lock is ours: mark a new root as a deploy root, fix the modes of one made by an earlier version
+            if claim != 'marked':
+                mark_root(root, format_time(now or utc_now()))
+            result['warnings'].extend(secure_state(droot))
+        if taken is not None:
+            result['warnings'].append('Took over the deploy lock %s from %s: %s.' % (path, describe_holder(taken), why))
+            record = interrupted_record(taken, t.cast(str, why), live)
+            if record is not None and not check_mode:
+                try:
+                    result['interrupted'] = _history.append_record(droot.root, record)['record']
+                except (_history.HistoryError, OSError) as exc:
+                    result['warnings'].append('could not complete the history of the interrupted run: %s' % exc)
+            elif record is not None:
+                result['interrupted'] = record
+        result['swept'], more = sweep(droot, check_mode)
+        result['warnings'].extend(more)
+        return result
 
     for _attempt in range(MAX_ATTEMPTS):
         moment = now or utc_now()
-        content = build_lock(token, ttl, owner=owner, controller=controller, host=host, pid=pid, purpose=purpose, now=moment)
+        content = build_lock(token, ttl, owner=owner, controller=controller, host=host, pid=pid, purpose=purpose, now=moment,
+                             controller_process=controller_process, host_process=host_process, action=action, release=release,
+                             live=live)
         raw, holder = _load(path)
         if raw is None:
             if check_mode or _link_new(droot.state_dir, path, content):
-                return _claimed(root, claim, moment, check_mode,
-                                _result(path, token, None, content, changed=True, acquired=True, holder=content))
+                return won(None, content)
             continue  # somebody linked first: look at what is there now
         before = raw.decode('utf-8', errors='replace')
         if holder is None:
             raise LockCorrupt(corrupt_message(path, raw, droot.root), path, raw)
         if holder['token'] == token:
-            result = _result(path, token, before, before, acquired=True, holder=holder)
+            result = _result(path, token, before, before, acquired=True, holder=holder, interrupted=None, swept=[])
             if is_expired(holder, moment):
                 result['warnings'].append(
                     'The lock %s held with this token expired at %s; another deploy may take it over. '
                     'Release it and acquire it again to renew it.' % (path, holder.get('expires')))
             return result
-        if not is_expired(holder, moment):
+        if stale_token is not None and holder['token'] == stale_token:
+            why: str | None = stale_reason or 'the caller found its process gone'
+        else:
+            why = dead_reason(holder)
+        if why is None and is_expired(holder, moment):
+            why = 'it expired at %s' % holder.get('expires')
+        if why is None:
             raise LockHeld(held_message(droot.root, path, holder, moment), path, holder)
         if check_mode or _take_over(droot.state_dir, path, holder, content):
-            return _claimed(root, claim, moment, check_mode,
-                            _result(path, token, before, content, changed=True, acquired=True, holder=content, taken_over=holder))
+            return won(before, content, holder, why)
         # the stale lock changed under the guard (released or taken over by someone else): re-evaluate
     raise LockError('The deploy lock %s kept changing while trying to acquire it (%d attempts); try again.' % (path, MAX_ATTEMPTS), path)
 

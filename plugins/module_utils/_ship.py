@@ -375,7 +375,10 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
     if lock_args is not None:
         started = clock()
         try:
-            got = _lock.acquire(root, **{k: v for k, v in lock_args.items() if v is not None})
+            # this process holds the lock for the whole run: recorded, so that when it is killed the next run
+            # proves it dead and takes over (completing the history with an interrupted line)
+            got = _lock.acquire(root, host_pid=os.getpid(), action='deploy', release=name,
+                                **{k: v for k, v in lock_args.items() if v is not None})
         except _lock.LockHeld as exc:
             refused = dict(result, failed_phase=PHASE_LOCK, lock={'holder': exc.holder})
             _timed(refused['phases'], PHASE_LOCK, clock() - started)
@@ -488,8 +491,8 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
             try:
                 released = _lock.release(root, token=token)
                 result['warnings'].extend(released['warnings'])
-            except OSError as exc:
-                result['warnings'].append('the deploy lock %s could not be released: %s' % (droot.lock_path, exc))
+            except (OSError, _lock.LockError) as exc:
+                result['warnings'].append('the deploy lock %s could not be released: %s' % (droot.lock_path, getattr(exc, 'msg', exc)))
 
 
 def _failed(droot: DeployRoot, params: t.Mapping[str, t.Any], moment: datetime.datetime, result: dict[str, t.Any], phase: str,

@@ -1175,10 +1175,12 @@ def check_lock_args(lock: t.Mapping[str, t.Any] | None) -> dict[str, t.Any] | No
         return None
     if not isinstance(lock, t.Mapping):
         raise SwitchError('lock %r is invalid: use a mapping such as {"purpose": "rollback", "ttl": 3600}' % (lock,))
-    unknown = sorted(str(key) for key in lock if key not in ('owner', 'controller', 'pid', 'purpose', 'ttl'))
+    unknown = sorted(str(key) for key in lock if key not in ('owner', 'controller', 'pid', 'controller_process', 'purpose', 'ttl'))
     if unknown:
-        raise SwitchError('lock has unknown keys %s: use owner, controller, pid, purpose, ttl' % ', '.join(unknown))
+        raise SwitchError('lock has unknown keys %s: use owner, controller, pid, controller_process, purpose, ttl' % ', '.join(unknown))
     args = {key: lock.get(key) for key in ('owner', 'controller', 'pid', 'purpose')}
+    if isinstance(lock.get('controller_process'), t.Mapping):
+        args['controller_process'] = dict(lock['controller_process'])
     ttl = lock.get('ttl')
     args['ttl'] = _lock.DEFAULT_TTL if ttl is None else ttl
     try:
@@ -1297,7 +1299,7 @@ def switch_guarded(
         if lock_args is not None:
             extra['lock'] = {'path': droot.lock_path, 'acquired': False, 'released': False, 'holder': None}
             try:
-                got = _lock.acquire(root, check_mode=check_mode, **lock_args)
+                got = _lock.acquire(root, check_mode=check_mode, host_pid=os.getpid(), **lock_args)
             except _lock.LockHeld as exc:
                 extra['lock']['holder'] = exc.holder
                 held_current = droot.inspect_current()  # for the history line only: what is live, not changed
@@ -1396,8 +1398,8 @@ def switch_guarded(
                     released = _lock.release(root, token=token)
                     extra['lock']['released'] = released['released']
                     warnings.extend(released['warnings'])
-                except OSError as exc:
-                    warnings.append('the deploy lock %s could not be released: %s' % (droot.lock_path, exc))
+                except (OSError, _lock.LockError) as exc:
+                    warnings.append('the deploy lock %s could not be released: %s' % (droot.lock_path, getattr(exc, 'msg', exc)))
 
     if result is None:
         result = _refused_result(droot, mode, previous, [])

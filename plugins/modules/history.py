@@ -67,11 +67,17 @@ options:
       outcome:
         description:
           - V(success), V(failed) (stopped before going live, nothing changed for users), V(refused) (not started, for
-            example the lock was held or a rollback was unsafe) or V(rolled_back) (went live, failed its checks and was
-            switched back).
+            example the lock was held or a rollback was unsafe), V(rolled_back) (went live, failed its checks and was
+            switched back) or V(interrupted) (died holding the deploy lock; written by the run that took the lock over,
+            see M(stagehand.deploy.lock)).
         type: str
         required: true
-        choices: [success, failed, refused, rolled_back]
+        choices: [success, failed, refused, rolled_back, interrupted]
+      live:
+        description:
+          - What is live now, for a record of outcome V(interrupted); written only when set. It must be a valid release
+            name; an empty string counts as null.
+        type: str
       phases:
         description:
           - "Seconds spent in each phase, for example C({\"lock\": 0.12, \"build\": 31.5}). Values are numbers >= 0 (or
@@ -186,6 +192,7 @@ def main() -> None:
                 outcome=dict(type='str', required=True, choices=list(OUTCOMES)),
                 phases=dict(type='dict', default={}),
                 error=dict(type='str'),
+                live=dict(type='str'),
             )),
         ),
         supports_check_mode=True,

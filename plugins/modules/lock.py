@@ -25,6 +25,22 @@ description:
     link. Without a reserve the task fails with the C(No space left on device) error.
   - A lock held by another token that has not expired makes the task fail with a message naming the holder (owner,
     controller, pid, purpose, since when, until when) and how to release the lock by hand.
+  - A lock whose holder is provably dead is taken over at once, with a warning naming it. Provably dead means that the
+    holder's C(ansible-playbook) process (recorded by the action plugin as O(controller_process)) or its process on the
+    host (recorded by the M(stagehand.deploy.ship) and M(stagehand.deploy.switch) modules) belongs to the same machine
+    boot and pid namespace as the one checking, and that pid is gone or now belongs to a process with another start
+    time. The action plugin checks the controller side on the controller and passes the holder's token as
+    O(stale_token). When nothing can be proven (another controller, a reboot, no C(/proc)), the lock waits for its
+    expiry as before.
+  - Taking over the lock of a run that recorded an O(action) appends a line with outcome C(interrupted) to the history
+    (what that run was deploying, what was live before it, and what is live now), so the history of a run killed
+    midway is complete.
+  - Whoever takes the lock (free or taken over) removes what no live run owns, left by runs that were killed, and
+    returns it in RV(swept) - the entries of C(.stagehand/stage/) and the C(upload-*) files in C(.stagehand/); and makes
+    C(.stagehand) mode 0711 and the lock, its guard and the history 0600, its state
+    directories 0700, so that the application user cannot open (and C(flock)) them.
+  - The C(flock) on C(.stagehand/lock.guard) is waited for at most 30 seconds; then the task fails with a message
+    naming the file and the process holding it.
   - A lock past its expiry time (C(ttl) seconds after it was acquired) is taken over. The takeover and every release
     happen under an C(flock) on C(.stagehand/lock.guard), after re-reading the lock, so of many concurrent takers
     exactly one wins and a release never removes a lock that changed hands meanwhile.
@@ -65,6 +81,31 @@ options:
       - Filled by the action plugin when not set, with the parent process id of the worker process that runs the task,
         which is the C(ansible-playbook) (or C(ansible)) process.
     type: int
+  controller_process:
+    description:
+      - Identity of the O(pid) process on the controller, recorded in the lock so that a later run on the same
+        controller can prove it dead - C(pid), C(start) (clock ticks after boot, from C(/proc/<pid>/stat)), C(boot) (the
+        kernel's boot id) and C(pidns) (its pid namespace).
+      - Filled by the action plugin when it fills O(pid) and the controller has C(/proc); otherwise not recorded.
+    type: dict
+  action:
+    description:
+      - What the lock is taken for, recorded so that the next run can complete the history if this one is interrupted.
+    type: str
+    choices: [deploy, rollback, cleanup]
+  release:
+    description:
+      - The release being deployed (or rolled back to), when known; recorded for the same reason as O(action).
+    type: str
+  stale_token:
+    description:
+      - The token of a holder the caller proved dead; that holder is taken over even before its lock expires.
+      - Set by the action plugin after it proved on the controller that the holder's C(ansible-playbook) is gone.
+    type: str
+  stale_reason:
+    description:
+      - How the holder of O(stale_token) was proven dead, for the warning and the history line.
+    type: str
   ttl:
     description:
       - Seconds after acquiring at which the lock counts as expired and may be taken over by another deploy.
@@ -196,8 +237,25 @@ holder:
     acquired: "2026-11-22T10:00:00Z"
     expires: "2026-11-22T11:00:00Z"
     ttl: 3600
+interrupted:
+  description: The history record appended (with outcome C(interrupted)) for the holder that was taken over, else null.
+  returned: success, when acquiring
+  type: dict
+  sample:
+    action: deploy
+    release: v1.4.0
+    previous: v1.3.9
+    live: v1.4.0
+    outcome: interrupted
+    error: "the deploy was interrupted (its ansible-playbook on ctl process 4242 is gone); v1.4.0 is live now"
+swept:
+  description: What no live run owned and was removed when the lock was taken (would be, in check mode).
+  returned: success, when acquiring
+  type: list
+  elements: str
+  sample: [/srv/app/.stagehand/stage/.release-v1.4.0.1f2e3d4c5b6a7988.tmp, /srv/app/.stagehand/upload-v1.4.0.tar.gz]
 taken_over:
-  description: The previous, expired holder that was replaced when acquiring, else null.
+  description: The previous, expired or provably dead holder that was replaced when acquiring, else null.
   returned: success
   type: dict
   sample:
@@ -244,6 +302,11 @@ def main() -> None:
             owner=dict(type='str'),
             controller=dict(type='str'),
             pid=dict(type='int'),
+            controller_process=dict(type='dict'),
+            action=dict(type='str', choices=['deploy', 'rollback', 'cleanup']),
+            release=dict(type='str'),
+            stale_token=dict(type='str', no_log=False),
+            stale_reason=dict(type='str'),
             ttl=dict(type='int', default=DEFAULT_TTL),
             token=dict(type='str', no_log=False),
             purpose=dict(type='str'),
@@ -265,6 +328,11 @@ def main() -> None:
                 purpose=params['purpose'],
                 ttl=params['ttl'],
                 check_mode=module.check_mode,
+                controller_process=params['controller_process'],
+                action=params['action'],
+                release=params['release'] or None,
+                stale_token=params['stale_token'],
+                stale_reason=params['stale_reason'],
             )
             if not module.check_mode:
                 crash_point('lock:acquired')

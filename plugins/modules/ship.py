@@ -94,6 +94,9 @@ options:
     description:
       - When O(release) is live on the host with this compose id already, end at once with RV(already_live=true) and
         C(changed=false); nothing is sent, locked, written or checked. Read by the action plugin only.
+      - Not while the deploy root has a lock file (C(.stagehand/lock), or C(lock) in O(held)); the call then goes on under
+        the lock, which takes over a dead holder (completing its history) or is refused by a live one, so that a rerun
+        never reports success while a stale lock is left.
     type: bool
     default: true
   manifests:
@@ -246,6 +249,10 @@ options:
     description:
       - Take the deploy lock for the call, as O(stagehand.deploy.switch#module:lock) does; the action plugin fills in
         the owner, controller and pid. Omit it when the caller holds the lock.
+      - The module's own process is recorded in the lock with the release and action C(deploy), so that when it is
+        killed the next run takes the lock over at once (see M(stagehand.deploy.lock)) and completes the history with a
+        line of outcome C(interrupted); a holder proven dead on the controller is taken over by the action plugin,
+        which runs the module once more with O(lock.stale_token).
     type: dict
     suboptions:
       owner:
@@ -257,6 +264,15 @@ options:
       pid:
         description: Process id of C(ansible-playbook) on the controller.
         type: int
+      controller_process:
+        description: Identity of that process (pid, start, boot, pidns), filled by the action plugin; see M(stagehand.deploy.lock).
+        type: dict
+      stale_token:
+        description: Token of a holder proven dead on the controller, taken over even before it expires (set by the action plugin).
+        type: str
+      stale_reason:
+        description: How the holder of O(lock.stale_token) was proven dead.
+        type: str
       purpose:
         description: What the lock is held for.
         type: str
@@ -563,6 +579,9 @@ def main() -> None:
                 owner=dict(type='str'),
                 controller=dict(type='str'),
                 pid=dict(type='int'),
+                controller_process=dict(type='dict'),
+                stale_token=dict(type='str', no_log=False),
+                stale_reason=dict(type='str'),
                 purpose=dict(type='str'),
                 ttl=dict(type='int', default=3600),
             )),

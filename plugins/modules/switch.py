@@ -163,6 +163,12 @@ options:
       pid:
         description: Process id of C(ansible-playbook) on the controller, recorded in the lock. Default that process.
         type: int
+      controller_process:
+        description:
+          - Identity of that process (pid, start, boot, pidns), filled by the action plugin with O(lock.pid); see
+            M(stagehand.deploy.lock). The module's own process is recorded too, so that a run killed while it holds the
+            lock is taken over at once by the next one.
+        type: dict
       purpose:
         description: What the lock is held for, for example V(rollback to v1).
         type: str
@@ -661,6 +667,7 @@ def main() -> None:
                 owner=dict(type='str'),
                 controller=dict(type='str'),
                 pid=dict(type='int'),
+                controller_process=dict(type='dict'),
                 purpose=dict(type='str'),
                 ttl=dict(type='int', default=3600),
             )),

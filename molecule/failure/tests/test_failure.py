@@ -34,6 +34,8 @@ def test_history_records_every_outcome(host):
         ('deploy', 'refused'),
         ('deploy', 'rolled_back'),
         ('deploy', 'failed'),
+        ('deploy', 'interrupted'),
+        ('deploy', 'rolled_back'),
         ('rollback', 'refused'),
         ('deploy', 'failed'),
         ('deploy', 'success'),
@@ -43,7 +45,7 @@ def test_history_records_every_outcome(host):
     # ship call, which knows the release before it takes the lock); v5-bad-migration has one to
     # apply, so it goes through the phases after the ship call staged it
     assert [e['release'] for e in history[:4]] == ['v2', 'v1', 'v4-broken-health', 'v5-bad-migration']
-    locked, broken, bad_migration, rollback, empty, alt, again = history[1:]
+    locked, broken, bad_migration, killed, rerun, rollback, empty, alt, again = history[1:]
     # refused at the lock, before anything was staged or switched: the error names the holder
     assert 'held by someone-else on controller other-laptop' in locked['error']
     assert "'deploy by hand'" in locked['error']
@@ -56,6 +58,11 @@ def test_history_records_every_outcome(host):
     assert '0004_' in bad_migration['error']
     assert 'switch' not in bad_migration['phases']
     assert 'undo' in bad_migration['phases']
+    # the deploy killed while holding the lock (through the phases: the release was not known yet
+    # when it took the lock), completed by the rerun that took the lock over
+    assert killed['previous'] == 'v2' and killed['live'] == 'v2'
+    assert 'was interrupted' in killed['error'] and 'is gone' in killed['error']
+    assert rerun['release'] == 'v4-broken-health' and rerun['previous'] == 'v2'
     assert rollback['previous'] == 'v2'
     assert rollback['release'] in (None, 'v9')
     assert re.search(r"release '?v9'? does not exist", rollback['error'])
@@ -103,3 +110,11 @@ def test_rejected_nginx_change_left_the_old_configuration(host):
 
 def test_lock_is_free(host):
     assert not host.file(ROOT + '/.stagehand/lock').exists
+
+
+def test_state_is_not_open_to_the_application_user(host):
+    assert host.file(ROOT + '/.stagehand').mode == 0o711
+    for name in ('lock.guard', 'history.jsonl'):
+        assert host.file(ROOT + '/.stagehand/' + name).mode == 0o600
+    assert host.run('runuser -u www-data -- cat %s', ROOT + '/.stagehand/lock.guard').rc != 0
+    assert host.run('runuser -u www-data -- ls %s', ROOT + '/.stagehand').rc != 0

@@ -64,7 +64,9 @@ def test_fills_controller_defaults(lock_action, monkeypatch):
         'owner': 'alice',
         'controller': 'ctl.example.org',
         'pid': os.getppid(),
+        'controller_process': lock_action.controller_facts()['controller_process'],
     }
+    assert kwargs['module_args']['controller_process']['pid'] == os.getppid()
     remove_tmp.assert_called_once()
     # the task's own arguments are not modified
     assert action._task.args == {'root': '/srv/app', 'purpose': 'deploy v1'}
@@ -99,3 +101,27 @@ def test_async_is_refused(lock_action):
     action = make_action(lock_action, {'root': '/srv/app'}, async_val=30)
     with pytest.raises(AnsibleActionFail, match='does not support async'):
         run(action)
+
+
+def test_a_holder_proven_dead_on_the_controller_is_taken_over(lock_action, monkeypatch):
+    """Issue 11.4: the module refuses, the action proves the holder's ansible-playbook gone and runs it again."""
+    holder = {'token': 'old', 'controller': 'ctl', 'pid': 4242}
+    monkeypatch.setattr(lock_action._lock, 'dead_reason', lambda h: 'its ansible-playbook on controller ctl: process 4242 is gone')
+    answers = [{'failed': True, 'msg': 'held', 'holder': holder}, {'changed': True, 'acquired': True, 'token': 'new'}]
+    action = make_action(lock_action, {'root': '/srv/app'})
+    with mock.patch.object(action, '_execute_module', side_effect=answers) as execute:
+        with mock.patch.object(action, '_remove_tmp_path'):
+            result = action.run(task_vars={})
+    assert result['acquired'] is True and execute.call_count == 2
+    second = execute.call_args_list[1].kwargs['module_args']
+    assert second['stale_token'] == 'old' and 'process 4242 is gone' in second['stale_reason']
+
+
+def test_a_live_holder_is_not_retried(lock_action, monkeypatch):
+    monkeypatch.setattr(lock_action._lock, 'dead_reason', lambda h: None)
+    action = make_action(lock_action, {'root': '/srv/app'})
+    refused = {'failed': True, 'msg': 'held', 'holder': {'token': 'old'}}
+    with mock.patch.object(action, '_execute_module', return_value=refused) as execute:
+        with mock.patch.object(action, '_remove_tmp_path'):
+            result = action.run(task_vars={})
+    assert result['failed'] and execute.call_count == 1

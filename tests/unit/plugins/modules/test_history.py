@@ -57,7 +57,7 @@ def test_appends_one_json_line_per_call(run_module, root):
     assert second == dict(RECORD, action='rollback', release='v1', previous='v2', outcome='refused',
                           error='0003 is irreversible', phases={'lock': 0.123, 'build': 31.5})
     assert sorted(first) == sorted(_history.RECORD_KEYS)
-    assert oct(os.stat(history_path(root)).st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(history_path(root)).st_mode & 0o777) == oct(0o600)
 
 
 def test_end_defaults_to_now_and_times_are_normalised(run_module, root):

@@ -92,7 +92,7 @@ def test_acquire_creates_root_and_writes_all_fields(run_module, root):
     assert res['holder'] == content
     # nothing else left in .stagehand (no temp files), and the new root is marked as a deploy root
     assert sorted(os.listdir(os.path.join(root, '.stagehand'))) == ['deploy-root.json', 'lock']
-    assert oct(os.stat(lock_file(root)).st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(lock_file(root)).st_mode & 0o777) == oct(0o600)
 
 
 @pytest.mark.parametrize('check_mode', [False, True])

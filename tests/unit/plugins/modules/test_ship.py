@@ -9,11 +9,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, report_line
 from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _manifest, _release, _ship
+from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import dump_json
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules import test_delta
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_delta import APP, changed
 
@@ -64,16 +66,16 @@ def root(tmp_path):
 
 
 def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_path):
-    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     crlf = 'releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--slots\r\n--stagehand-ship--end\r\n'
-    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': []}
+    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     v1 = store.compose('v1', APP)
     ship(tmp_path, v1, root, release='v1')
     held = held_of(root)
     assert held['live'] == 'v1'
     assert held['composes'] == [v1['id']]
     assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
-    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': []}
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
     assert live_compose(held) == {'release': 'v1', 'compose_id': v1['id']}
 
 
@@ -282,3 +284,30 @@ def test_a_release_file_changed_in_place_is_not_linked(store, root, tmp_path, sn
         ship(tmp_path, v2, root, release='v2')  # the controller believes the host has f001.php: it is not sent
     assert caught.value.result['failed_phase'] == 'stage'
     assert snapshot(os.path.join(root, 'releases')) == before and os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+
+
+def test_a_run_killed_after_its_switch_is_completed_by_the_rerun(store, root, tmp_path):
+    """Issue 11.4: the module died after switching v2 in (lock left, no history line); the rerun takes over at once."""
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _flock  # pylint: disable=import-outside-toplevel
+    v1, v2 = store.compose('v1', APP), store.compose('v2', V2)
+    ship(tmp_path, v1, root, release='v1')
+    ship(tmp_path, v2, root, release='v2')
+    # what the killed run left: its lock (its module process gone), its staging directory and uploads
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead = _flock.process_identity(child.pid) or {'pid': child.pid, 'start': 0, 'boot': _flock.boot_id(), 'pidns': _flock.pid_namespace()}
+    child.wait()
+    content = _lock.build_lock('killed-run', 3600, owner='bob', controller='laptop', host_process=dead, action='deploy',
+                               release='v2', live='v1')
+    with open(os.path.join(root, '.stagehand', 'lock'), 'wb') as f:
+        f.write(dump_json(content))
+    leftover = os.path.join(root, '.stagehand', 'stage', '.release-v2.0011223344556677.tmp')
+    os.makedirs(leftover)
+    assert held_of(root)['lock'] == content  # so the action does not end with "already live" while the lock is left
+    made, result = ship(tmp_path, v2, root, release='v2')
+    assert any('Took over the deploy lock' in w and 'bob on controller laptop' in w for w in result['warnings'])
+    assert not os.path.exists(os.path.join(root, '.stagehand', 'lock'))
+    assert not os.path.exists(leftover)
+    with open(os.path.join(root, '.stagehand', 'history.jsonl'), encoding='utf-8') as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [line['outcome'] for line in lines[-2:]] == ['interrupted', 'success']
+    assert (lines[-2]['release'], lines[-2]['previous'], lines[-2]['live']) == ('v2', 'v1', 'v2')

@@ -90,6 +90,7 @@ def root(tmp_path):
     os.symlink('releases/v2', str(r / 'current'))
     write_record(r, ['0001_create_visits', '0002_add_note'])
     mark_root(str(r), '2026-01-01T00:00:00Z')  # a root this version deployed to
+    _lock.secure_state(DeployRoot(str(r)))  # the modes a root has once any run took its lock
     return r
 
 
@@ -509,6 +510,7 @@ def slots_root(tmp_path, a_migrations, b_migrations, applied):
     os.symlink('slots/b', str(r / 'current'))
     write_record(r, applied)
     mark_root(str(r), '2026-01-01T00:00:00Z')  # a root this version deployed to
+    _lock.secure_state(DeployRoot(str(r)))  # the modes a root has once any run took its lock
     return r
 
 
