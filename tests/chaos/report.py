@@ -37,12 +37,12 @@ def main(work: str) -> int:
         for (command, mode), cases in sorted(groups.items()):
             whole = sum(1 for c in cases if c['whole'])
             converged = sum(1 for c in cases if c['converged'])
-            print('| %s | %s | %d | %d (%s) | %d (%s) |' % (command, mode, len(cases), whole, _pct(whole, len(cases)),
-                                                           converged, _pct(converged, len(cases))))
+            row = (command, mode, len(cases), whole, _pct(whole, len(cases)), converged, _pct(converged, len(cases)))
+            print('| %s | %s | %d | %d (%s) | %d (%s) |' % row)
         whole = sum(1 for c in crashes if c['whole'])
         converged = sum(1 for c in crashes if c['converged'])
-        print('| all | | %d | %d (%s) | %d (%s) |' % (len(crashes), whole, _pct(whole, len(crashes)), converged,
-                                                       _pct(converged, len(crashes))))
+        row = (len(crashes), whole, _pct(whole, len(crashes)), converged, _pct(converged, len(crashes)))
+        print('| all | | %d | %d (%s) | %d (%s) |' % row)
     bad = _lines(os.path.join(work, 'badinput.jsonl'))
     if bad:
         print()
