@@ -395,6 +395,19 @@ def _message(output: str) -> str:
     return output[-600:]
 
 
+def _diff(before: dict[str, t.Any], after: dict[str, t.Any]) -> list[str]:
+    """The lines of the snapshots that differ (for the record), at most 20."""
+    lines = []
+    for key in sorted(before):
+        if before[key] != after[key]:
+            if isinstance(before[key], str):
+                old, new = set(before[key].splitlines()), set(after[key].splitlines())
+                lines += ['%s: -%s' % (key, line) for line in sorted(old - new)] + ['%s: +%s' % (key, line) for line in sorted(new - old)]
+            else:
+                lines.append('%s: %r -> %r' % (key, before[key], after[key]))
+    return lines[:20]
+
+
 def _record(bed: Bed, case: Case, **fields: t.Any) -> None:
     with open(os.path.join(bed.work, 'badinput.jsonl'), 'a') as f:
         f.write(json.dumps(dict({'kind': case.kind, 'case': case.name}, **fields)) + '\n')
@@ -443,7 +456,7 @@ def test_bad_input_is_refused_and_changes_nothing(bad_bed, case):
     refused = run.rc != 0 and clear and not raw
     changed = sorted(key for key in before if before[key] != after[key])
     _record(bed, case, refused=refused, unchanged=not changed, rc=run.rc, seconds=round(run.seconds, 1),
-            message=_message(run.output), raw=raw, changed=changed)
+            message=_message(run.output), raw=raw, changed=changed, diff=_diff(before, after))
     if run.rc == 0:
         # Accepted: put v2 back so that the next cases start from the bed they expect.
         bed.run('rollback.yml', '-e', 'release=v2')
