@@ -21,15 +21,17 @@ FULL = os.environ.get('STAGEHAND_CHAOS_FULL') == '1'
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'sample: a kill point CI runs (the others run with STAGEHAND_CHAOS_FULL=1)')
+    config.addinivalue_line('markers', 'sample: a kill point or bad input CI runs (the others run with STAGEHAND_CHAOS_FULL=1)')
+    config.addinivalue_line('markers', 'crash: a case of the crash suite (test_crash.py)')
+    config.addinivalue_line('markers', 'badinput: a case of the bad-input suite (test_bad_input.py)')
 
 
 def pytest_collection_modifyitems(config, items):
     if FULL:
         return
-    skip = pytest.mark.skip(reason='not in the CI sample: STAGEHAND_CHAOS_FULL=1 runs every kill point')
+    skip = pytest.mark.skip(reason='not in the CI sample: STAGEHAND_CHAOS_FULL=1 runs every kill point and bad input')
     for item in items:
-        if 'crash' in item.keywords and 'sample' not in item.keywords:
+        if ('crash' in item.keywords or 'badinput' in item.keywords) and 'sample' not in item.keywords:
             item.add_marker(skip)
 
 
