@@ -24,17 +24,19 @@ import os
 import signal
 import stat
 import time
+import typing as t
 
 CRASH_FILE = '/run/stagehand/crash-at'
 PAUSE_LIMIT = 600.0
 
 
-def _trusted(path: str) -> bool:
+def _trusted(path: str, kind: t.Callable[[int], bool]) -> bool:
+    """Whether ``path`` is of ``kind`` (``stat.S_ISREG``, ``stat.S_ISDIR``), owned by root and writable by root alone."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+    return kind(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
 
 
 def armed(name: str, path: str = CRASH_FILE) -> str | None:
@@ -47,17 +49,9 @@ def armed(name: str, path: str = CRASH_FILE) -> str | None:
     point, _sep, how = wanted.rpartition(':')
     if point != name or how not in ('kill', 'pause'):
         return None
-    if not (_trusted(path) and _trusted_dir(os.path.dirname(path))):
+    if not (_trusted(path, stat.S_ISREG) and _trusted(os.path.dirname(path), stat.S_ISDIR)):
         return None
     return how
-
-
-def _trusted_dir(path: str) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
 
 
 def crash_point(name: str, path: str = CRASH_FILE) -> None:
