@@ -33,6 +33,7 @@ import typing as t
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir
 from ansible_collections.stagehand.deploy.plugins.module_utils._flock import FlockTimeout, flock_within
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
+from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, claim_decision
 from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot, format_utc
 
 ACTIONS = ('deploy', 'rollback', 'cleanup')
@@ -172,6 +173,11 @@ def record_line(record: dict[str, t.Any]) -> bytes:
 def _check_root(droot: DeployRoot) -> None:
     if not os.path.isdir(droot.root):
         raise HistoryError('root %s does not exist or is not a directory: give the deploy root' % droot.root)
+    try:
+        # never a history in a directory that may not be a deploy root (the shared/ or a release of one, /etc)
+        claim_decision(droot.root)
+    except InvalidRoot as exc:
+        raise HistoryError('nothing was recorded: %s' % exc) from None
     if os.path.lexists(droot.state_dir) and not os.path.isdir(droot.state_dir):
         raise HistoryError('%s exists but is not a directory' % droot.state_dir)
     if os.path.lexists(droot.history_path) and not os.path.isfile(droot.history_path):

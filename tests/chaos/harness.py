@@ -153,10 +153,11 @@ class Bed:
         """Everything a refused command must leave as it was: the deploy root, the site's answer, the database."""
         tree = self.sh("find %s -printf '%%P %%y %%m %%s %%T@ %%l\\n' | sort" % ROOT)
         digests = self.sh("find %s -type f ! -path '*/.stagehand/lock.guard' -exec md5sum {} + | sort" % ROOT)
+        history = self.sh('cat %s/.stagehand/history.jsonl 2>/dev/null || true' % ROOT)
         tables = self.sh("mysql -N -e 'checksum table %s.stagehand_migrations, %s.visits' 2>&1 || true" % (DB, DB))
         top = self.sh('ls -A / /etc /srv/www /tmp')
         # /health: the page / records every visit in the database, which the checksums above would see.
-        return {'tree': tree, 'digests': digests, 'database': tables, 'top': top, 'http': self.http('/health')}
+        return {'tree': tree, 'digests': digests, 'history': history, 'database': tables, 'top': top, 'http': self.http('/health')}
 
     def lock_holder(self) -> str | None:
         out = self.sh('cat %s/.stagehand/lock 2>/dev/null || true' % ROOT).strip()

@@ -47,18 +47,27 @@ def main(work: str) -> int:
     if bad:
         print()
         print('Bad-input suite: %d inputs' % len(bad))
-        print('| kind | tried | refused with a clear message | nothing changed |')
-        print('|---|---|---|---|')
+        print('| kind | tried | refused with a clear message | nothing changed | strictly unchanged (no history line either) |')
+        print('|---|---|---|---|---|')
         kinds: dict[str, list[dict]] = collections.defaultdict(list)
         for case in bad:
             kinds[case['kind']].append(case)
-        for kind, cases in sorted(kinds.items()):
+        for kind, cases in sorted(kinds.items()) + [('all', bad)]:
             refused = sum(1 for c in cases if c['refused'])
             unchanged = sum(1 for c in cases if c['unchanged'])
-            print('| %s | %d | %d | %d |' % (kind, len(cases), refused, unchanged))
-        refused = sum(1 for c in bad if c['refused'])
-        unchanged = sum(1 for c in bad if c['unchanged'])
-        print('| all | %d | %d (%s) | %d (%s) |' % (len(bad), refused, _pct(refused, len(bad)), unchanged, _pct(unchanged, len(bad))))
+            strict = sum(1 for c in cases if c.get('strict', c['unchanged']))
+            n = len(cases)
+            print('| %s | %d | %d (%s) | %d (%s) | %d (%s) |' % (kind, n, refused, _pct(refused, n), unchanged, _pct(unchanged, n),
+                                                             strict, _pct(strict, n)))
+        failing = [c for c in bad if not (c['refused'] and c['unchanged'])]
+        if failing:
+            print()
+            print('| kind | case | refused clearly | unchanged | first message | what changed |')
+            print('|---|---|---|---|---|---|')
+            for c in failing:
+                print('| %s | %s | %s | %s | %s | %s |' % (c['kind'], c['case'], 'yes' if c['refused'] else 'NO',
+                                                      'yes' if c['unchanged'] else 'NO', c['message'][:160].replace('|', '/'),
+                                                      '; '.join(c.get('diff') or [])[:300].replace('|', '/')))
     if not crashes and not bad:
         print('no figures in %s' % work)
     return 0

@@ -10,9 +10,13 @@ where v2 is live. It passes when the command
 * prints a clear message: the expected fragment (naming the bad value or what is wrong with it) is
   in the output, and no raw failure is (a Python traceback, MODULE FAILURE, "unknown error"), and
 * changed nothing on the host: the snapshot of harness.Bed.snapshot() (the deploy root's tree with
-  modes, sizes, times and link targets, every file's digest, the database checksums, the top
-  directories and the site's answer) is the same before and after, strictly. Nothing is excluded:
-  not the history, not the lock's directory.
+  modes, sizes, times and link targets, every file's digest, the history, the database checksums,
+  the top directories and the site's answer) is the same before and after. One difference is
+  allowed, and counted apart: a refusal that needs the host to decide (the lock, the release
+  asked for, the keep value, the schema guard) is recorded there as one history line with
+  outcome ``refused``, which also touches the ``.stagehand`` directory. "Strictly unchanged"
+  counts the cases without even that line; every refusal made on the controller (names,
+  versions, artifacts, stagehand.yml, roots, hooks, variable types) must be strictly unchanged.
 
 Artifacts are built on the controller in the bed's work directory with Python's tarfile, zipfile and
 gzip. The figures go to .build/chaos/badinput.jsonl (one line per case, written before the
@@ -255,9 +259,9 @@ CASES: list[Case] = [
     Case('artifact archive', 'setgid directory', 'deploy.yml',
          artifact('a-sgid.tar.gz', tgz(_member('public/sgid', tarfile.DIRTYPE, mode=0o2755))), 'setgid'),
     Case('artifact archive', 'world-writable file', 'deploy.yml',
-         artifact('a-o+w.tar.gz', tgz(_file('public/ww.php', mode=0o666))), q('public/ww.php')),
+         artifact('a-ow.tar.gz', tgz(_file('public/ww.php', mode=0o666))), q('public/ww.php')),
     Case('artifact archive', 'world-writable directory', 'deploy.yml',
-         artifact('a-o+wd.tar.gz', tgz(_member('public/up', tarfile.DIRTYPE, mode=0o777))), q('public/up')),
+         artifact('a-owd.tar.gz', tgz(_member('public/up', tarfile.DIRTYPE, mode=0o777))), q('public/up')),
     Case('artifact archive', 'file and directory of one name', 'deploy.yml',
          artifact('a-below-file.tar.gz', tgz(_file('public/index.php/x'))), q('public/index.php')),
     Case('artifact archive', 'corrupt gzip', 'deploy.yml', artifact('a-corrupt.tar.gz', _corrupt), 'corrupt'),
@@ -283,7 +287,7 @@ CASES: list[Case] = [
     Case('artifact directory', 'socket', 'deploy.yml', artifact_dir('d-sock', _with(_socket('public/s'))), q('public/s')),
     Case('artifact directory', 'setuid file', 'deploy.yml', artifact_dir('d-suid', _with(_write('public/suid', mode=0o4755))), 'setuid'),
     Case('artifact directory', 'world-writable file', 'deploy.yml',
-         artifact_dir('d-o+w', _with(_write('public/ww.php', mode=0o666))), q('public/ww.php')),
+         artifact_dir('d-ow', _with(_write('public/ww.php', mode=0o666))), q('public/ww.php')),
     Case('artifact directory', 'empty directory', 'deploy.yml', artifact_dir('d-empty', _with(lambda p: None, base=False)), 'empty'),
     Case('artifact directory', 'no public/ (web root)', 'deploy.yml',
          artifact_dir('d-nopublic', _with(_write('src/app.php', PHP), base=False)), 'public'),
@@ -362,7 +366,7 @@ CASES: list[Case] = [
          'deploy_post_commands'),
     Case('role variable type', 'deploy_app list', 'deploy.yml', deploy_v2(deploy_app=['a', 'b']), 'deploy_app'),
     Case('role variable type', 'deploy_app bad name', 'deploy.yml', deploy_v2(deploy_app='../x'), q('../x')),
-    Case('role variable type', 'deploy_env_extra quote', 'deploy.yml', deploy_v2(deploy_env_extra={'X': 'a"b'}), q('a"b')),
+    Case('role variable type', 'deploy_env_extra quote', 'deploy.yml', deploy_v2(deploy_env_extra={'X': 'a"b'}), 'deploy_env_extra X'),
     Case('role variable type', 'allow_irreversible', 'deploy.yml', deploy_v2(allow_irreversible='perhaps'), 'perhaps'),
     Case('role variable type', 'restore_db', 'rollback.yml', ev(restore_db='perhaps'), 'perhaps'),
     Case('role variable type', 'deploy_rollback_fast', 'rollback.yml', ev(deploy_rollback_fast='x'), 'deploy_rollback_fast'),
@@ -406,6 +410,36 @@ def _diff(before: dict[str, t.Any], after: dict[str, t.Any]) -> list[str]:
             else:
                 lines.append('%s: %r -> %r' % (key, before[key], after[key]))
     return lines[:20]
+
+
+STATE = ROOT + '/.stagehand'
+
+
+def _without_state(listing: str) -> list[str]:
+    """The lines of a tree or digest listing without the state directory's own entry and the history."""
+    return [line for line in listing.splitlines()
+            if not line.startswith(('.stagehand ', '.stagehand/history.jsonl ')) and not line.endswith(STATE + '/history.jsonl')]
+
+
+def refusal_line_only(before: dict[str, t.Any], after: dict[str, t.Any]) -> bool:
+    """Whether the only change is one history line with outcome ``refused`` appended (and the state directory's mtime)."""
+    old, new = before['history'].splitlines(), after['history'].splitlines()
+    if len(new) != len(old) + 1 or new[:len(old)] != old:
+        return False
+    try:
+        if json.loads(new[-1]).get('outcome') != 'refused':
+            return False
+    except ValueError:
+        return False
+    for key in before:
+        if key == 'history':
+            continue
+        if key in ('tree', 'digests'):
+            if _without_state(before[key]) != _without_state(after[key]):
+                return False
+        elif before[key] != after[key]:
+            return False
+    return True
 
 
 def _record(bed: Bed, case: Case, **fields: t.Any) -> None:
@@ -455,7 +489,8 @@ def test_bad_input_is_refused_and_changes_nothing(bad_bed, case):
     clear = re.search(case.expect, run.output, re.IGNORECASE) is not None
     refused = run.rc != 0 and clear and not raw
     changed = sorted(key for key in before if before[key] != after[key])
-    _record(bed, case, refused=refused, unchanged=not changed, rc=run.rc, seconds=round(run.seconds, 1),
+    unchanged = not changed or refusal_line_only(before, after)
+    _record(bed, case, refused=refused, unchanged=unchanged, strict=not changed, rc=run.rc, seconds=round(run.seconds, 1),
             message=_message(run.output), raw=raw, changed=changed, diff=_diff(before, after))
     if run.rc == 0:
         # Accepted: put v2 back so that the next cases start from the bed they expect.
@@ -463,5 +498,4 @@ def test_bad_input_is_refused_and_changes_nothing(bad_bed, case):
     assert run.rc != 0, 'accepted: %s' % run.output[-3000:]
     assert not raw, 'a raw failure (%s) instead of a message: %s' % (raw, run.output[-3000:])
     assert clear, 'no %r in the message: %s' % (case.expect, run.output[-3000:])
-    for key in changed:
-        assert before[key] == after[key], key
+    assert unchanged, 'the host changed: %s' % _diff(before, after)

@@ -114,6 +114,24 @@ def test_missing_root_is_refused(run_module, tmp_path):
     assert not (tmp_path / 'nope').exists()
 
 
+@pytest.mark.parametrize('inside', ['shared', 'releases/v1'])
+def test_a_directory_that_is_not_a_deploy_root_gets_no_history(run_module, root, snapshot, inside):
+    # the shared/ or a release of a deploy root given as the root: the lock refuses it, and the
+    # history of that refusal must not be written into it either
+    (root / '.stagehand').mkdir()
+    (root / '.stagehand' / 'deploy-root.json').write_text('{"format": 1}')
+    target = root / inside
+    target.mkdir(parents=True)
+    (target / '.env').write_text('DB_PASSWORD=x\n')
+    (target / 'storage').mkdir()
+    before = snapshot(str(root))
+    res = record(run_module, target, outcome='refused', error='not a deploy root')
+    assert res['failed'] is True, res
+    assert 'nothing was recorded' in res['msg'] and repr(str(target)) in res['msg'] and "'.env'" in res['msg']
+    assert snapshot(str(root)) == before
+    assert not (target / '.stagehand').exists()
+
+
 def test_a_torn_last_line_does_not_swallow_the_next_record(root):
     _history.append_record(str(root), RECORD)
     with open(history_path(root), 'ab') as f:
