@@ -19,7 +19,7 @@ content have the same :func:`digest` wherever and whenever they were built.
 Sources (a directory or a ``.tar.gz``) must be *safe* before anything is
 built from them; :class:`UnsafeSource` names the offending path for:
 absolute paths and ``..`` components, duplicate entries, device files, fifos
-and sockets, setuid/setgid bits, tar hardlinks to paths outside the archive
+and sockets, setuid/setgid bits, world-writable files and directories, tar hardlinks to paths outside the archive
 or to members not seen before, paths below a symlink or a file, and symlinks
 that resolve outside the tree. Symlinks are resolved component by component
 against a virtual root, following symlinks inside the tree (at most
@@ -392,11 +392,16 @@ def _kind_of(st_mode: int) -> str:
 
 
 def check_mode_bits(path: str, mode: str) -> None:
-    """Refuse setuid and setgid bits."""
+    """Refuse setuid and setgid bits, and entries that every user of the host may write."""
     bits = int(mode, 8)
     if bits & (stat.S_ISUID | stat.S_ISGID):
         which = ' and '.join(n for n, b in (('setuid', stat.S_ISUID), ('setgid', stat.S_ISGID)) if bits & b)
         raise UnsafeSource('%r has the %s bit set (mode %s): releases may not contain setuid/setgid entries' % (path, which, mode), path)
+    if bits & stat.S_IWOTH:
+        # any local user (the application's own included) could change the code that runs
+        raise UnsafeSource('%r is writable by every user (mode %s): releases may not contain world-writable entries; '
+                           'remove that bit in the build (chmod o-w), or put what the application writes in a shared path'
+                           % (path, mode), path)
 
 
 def resolve_symlink(manifest: Manifest, path: str) -> str:

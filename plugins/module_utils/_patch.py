@@ -38,6 +38,7 @@ import stat
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._journal import Journal, JournalError
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import account_id
 
@@ -880,9 +881,12 @@ class Transaction:
         self.workdir.journal.write(payload)  # fsyncs the journal and the work directory
         self.entries = payload['entries']
         touched = {self.workdir.backup_dir}
-        for change, entry in zip(self.changes, self.entries):
+        for index, (change, entry) in enumerate(zip(self.changes, self.entries)):
             touched |= self._deploy_one(change, entry)
+            if index == 0:
+                crash_point('patch:deployed-one')  # the crash suite: killed with the journal naming the rest
         _fsync_dirs(touched)
+        crash_point('patch:deployed')  # every change applied, not yet validated nor committed
 
     def _deploy_one(self, change: Change, entry: dict[str, t.Any]) -> set[str]:
         operation = change.operation

@@ -55,6 +55,7 @@ import stat
 import typing as t
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fsync_dir, temp_name
+from ansible_collections.stagehand.deploy.plugins.module_utils._crash import crash_point
 from ansible_collections.stagehand.deploy.plugins.module_utils._journal import JournalError
 from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import (
     TYPE_DIR,
@@ -476,7 +477,7 @@ class SlotTransaction:
         """Write the journal, then apply every step in order (raises on the first problem)."""
         self.work.journal.write({'tree': self.top, 'workdir': self.work.path, 'entries': self.entries})
         touched = {self.work.backup_dir}
-        for step, entry in zip(self.steps, self.entries):
+        for index, (step, entry) in enumerate(zip(self.steps, self.entries)):
             target = entry['target']
             now = _kind_on_disk(target)
             if now != step.before:
@@ -497,9 +498,12 @@ class SlotTransaction:
                     os.link(target, entry['backup'], follow_symlinks=False)
                     fsync_dir(self.work.backup_dir)
                 os.rename(entry['cache'], target)
+            if index == 0:
+                crash_point('slot_patch:deployed-one')  # the crash suite: killed with the journal naming the rest
         for directory in sorted(touched):
             if os.path.isdir(directory):
                 fsync_dir(directory)
+        crash_point('slot_patch:deployed')  # every step applied, not yet verified nor committed
 
     def commit(self) -> None:
         self.work.journal.clear()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import typing as t
 
 import pytest
 
-from harness import REPO, Bed  # pylint: disable=import-error
+from harness import HTTP_PORT, NAME, REPO, SSH_PORT, Bed  # pylint: disable=import-error
 
 FULL = os.environ.get('STAGEHAND_CHAOS_FULL') == '1'
 
@@ -35,12 +36,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope='session')
-def bed():
-    work = os.path.join(REPO, '.build', 'chaos')
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    target = Bed(work)
+WORK = os.path.join(REPO, '.build', 'chaos')
+
+
+def _ready(target: Bed) -> t.Iterator[Bed]:
+    """Start ``target``, provision it and deploy v1 then v2; remove the container at the end."""
     target.start()
     try:
         for playbook, args in (('provision.yml', ()), ('deploy.yml', ('-e', 'version=v1')), ('deploy.yml', ('-e', 'version=v2'))):
@@ -50,3 +50,26 @@ def bed():
     finally:
         if os.environ.get('STAGEHAND_CHAOS_KEEP') != '1':
             target.stop()
+
+
+@pytest.fixture(scope='session')
+def work() -> str:
+    """The suites' work directory (.build/chaos), emptied once per session; the figures go there."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    return WORK
+
+
+@pytest.fixture(scope='session')
+def bed(work):
+    """The target in releases mode (the default layout)."""
+    yield from _ready(Bed(work))
+
+
+@pytest.fixture(scope='session')
+def slots_bed(work):
+    """A second target, in A/B slots mode (deploy_mode: slots), on ports of its own (the first one's + 100)."""
+    slots_work = os.path.join(work, 'slots')
+    os.makedirs(slots_work)
+    yield from _ready(Bed(slots_work, name=NAME + '-slots', ssh_port=SSH_PORT + 100, http_port=HTTP_PORT + 100,
+                          extra_vars={'deploy_mode': 'slots'}))

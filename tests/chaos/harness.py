@@ -43,8 +43,13 @@ class Run(t.NamedTuple):
 class Bed:
     """The target container and the controller-side files of the suites."""
 
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, name: str = NAME, ssh_port: int = SSH_PORT, http_port: int = HTTP_PORT,
+                 extra_vars: dict[str, t.Any] | None = None) -> None:
         self.work = work
+        self.name = name
+        self.ssh_port = ssh_port
+        self.http_port = http_port
+        self.extra_vars = dict(extra_vars or {})
         self.cache = os.path.join(REPO, '.cache')
         self.inventory = os.path.join(work, 'inventory.yml')
         self.secrets = os.path.join(work, 'secrets.yml')
@@ -55,16 +60,17 @@ class Bed:
 
     # -- setting up ----------------------------------------------------------
     def start(self) -> None:
-        env = dict(os.environ, STAGEHAND_TESTBED_NAME=NAME, STAGEHAND_TESTBED_SSH_PORT=str(SSH_PORT),
-                   STAGEHAND_TESTBED_HTTP_PORT=str(HTTP_PORT))
+        env = dict(os.environ, STAGEHAND_TESTBED_NAME=self.name, STAGEHAND_TESTBED_SSH_PORT=str(self.ssh_port),
+                   STAGEHAND_TESTBED_HTTP_PORT=str(self.http_port))
         subprocess.run([os.path.join(REPO, 'scripts', 'testbed-up')], check=True, env=env)
         key = os.path.join(self.cache, 'ssh', 'id_ed25519')
         with open(self.inventory, 'w') as f:
-            json.dump({'all': {'hosts': {NAME: {
-                'ansible_host': '127.0.0.1', 'ansible_port': SSH_PORT, 'ansible_user': 'root',
+            json.dump({'all': {'hosts': {self.name: {
+                'ansible_host': '127.0.0.1', 'ansible_port': self.ssh_port, 'ansible_user': 'root',
                 'ansible_ssh_private_key_file': key,
                 'ansible_ssh_common_args': '-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no',
-            }}, 'vars': {'stagehand_app': APP, 'deploy_repo': self.repo, 'deploy_artifact_store': self.store}}}, f)
+            }}, 'vars': dict({'stagehand_app': APP, 'deploy_repo': self.repo, 'deploy_artifact_store': self.store},
+                             **self.extra_vars)}}, f)
         with open(self.secrets, 'w') as f:
             json.dump({'stagehand_db_password': self.password}, f)
         if not os.path.isdir(os.path.join(self.repo, '.git')):
@@ -73,7 +79,7 @@ class Bed:
         self.sh('mkdir -p /run/stagehand && chmod 700 /run/stagehand')
 
     def stop(self) -> None:
-        subprocess.run(['docker', 'rm', '-f', NAME], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(['docker', 'rm', '-f', self.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     # -- running as a user does ---------------------------------------------
     def command(self, playbook: str, *args: str) -> list[str]:
@@ -107,32 +113,28 @@ class Bed:
                     ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default', ANSIBLE_CALLBACK_RESULT_FORMAT='json')
 
     # -- reading the host ------------------------------------------------------
-    @staticmethod
-    def sh(command: str, check: bool = True) -> str:
-        proc = subprocess.run(['docker', 'exec', NAME, 'sh', '-c', command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    def sh(self, command: str, check: bool = True) -> str:
+        proc = subprocess.run(['docker', 'exec', self.name, 'sh', '-c', command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, check=False)
         if check and proc.returncode != 0:
             raise AssertionError('on the host: %s: rc %d: %s' % (command, proc.returncode, proc.stdout))
         return proc.stdout
 
-    @staticmethod
-    def put(path: str, data: bytes, mode: int = 0o644) -> None:
+    def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to ``path`` on the host (through docker exec: docker cp does not see the tmpfs /run)."""
-        subprocess.run(['docker', 'exec', '-i', NAME, 'sh', '-c', 'cat > %s && chmod %o %s' % (shlex.quote(path), mode, shlex.quote(path))],
+        subprocess.run(['docker', 'exec', '-i', self.name, 'sh', '-c', 'cat > %s && chmod %o %s' % (shlex.quote(path), mode, shlex.quote(path))],
                        input=data, check=True)
 
-    @staticmethod
-    def put_tree(local: str, remote: str) -> None:
+    def put_tree(self, local: str, remote: str) -> None:
         """Copy the directory ``local`` to ``remote`` on the host (replacing it)."""
         packed = subprocess.run(['tar', '-C', local, '-c', '.'], stdout=subprocess.PIPE, check=True).stdout
-        subprocess.run(['docker', 'exec', '-i', NAME, 'sh', '-c', 'rm -rf %s && mkdir -p %s && tar -C %s -x'
+        subprocess.run(['docker', 'exec', '-i', self.name, 'sh', '-c', 'rm -rf %s && mkdir -p %s && tar -C %s -x'
                         % ((shlex.quote(remote),) * 3)], input=packed, check=True)
 
-    @staticmethod
-    def http(path: str = '/') -> tuple[int, str | None]:
+    def http(self, path: str = '/') -> tuple[int, str | None]:
         """(status, X-Release) of a GET of the site on its published port, on loopback."""
         try:
-            with urllib.request.urlopen('http://127.0.0.1:%d%s' % (HTTP_PORT, path), timeout=10) as resp:
+            with urllib.request.urlopen('http://127.0.0.1:%d%s' % (self.http_port, path), timeout=10) as resp:
                 return resp.status, resp.headers.get('X-Release')
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get('X-Release')

@@ -1,7 +1,7 @@
 # Copyright (c) 2026, Stagehand Deploy contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The crash suite: a deploy, rollback or cleanup killed at a chosen step, then run again.
+"""The crash suite: a deploy, rollback, cleanup or provision killed at a chosen step, then run again.
 
 Each case arms one crash point on the host (plugins/module_utils/_crash.py) and starts the command
 as a user does. ``remote``: the module kills itself there. ``controller``: the module waits there
@@ -10,7 +10,8 @@ goes on if it still lives. ``both``: the controller and then the waiting module 
 
 After every kill: ``current`` names a whole release (every file matches the manifest it was
 verified against), the site answers 200 with that release, and the next plain run of the same
-command ends with rc 0, the lock free and nothing left in the staging area. The figures go to
+command ends with rc 0, the lock free and nothing left in the staging area (nor a patch journal).
+The deploys and rollbacks run on a target in releases mode and on one in A/B slots mode. The figures go to
 .build/chaos/crash.jsonl (docs/reliability.md shows them).
 """
 
@@ -28,50 +29,72 @@ from harness import ROOT  # pylint: disable=import-error
 MODES = ('remote', 'controller', 'both')
 _names = itertools.count(1)
 
-# (command, crash point): the steps the host side goes through, in order, for each command.
+# (bed, command, crash point): the steps the host side goes through, in order, for each command.
+# The bed "releases" is the default layout; "slots" a second target in A/B slots mode.
 POINTS = [
     # a one-host deploy of a git version: the ship module does everything in one call
-    ('deploy', 'ship:locked'),
-    ('deploy', 'ship:staged'),
-    ('deploy', 'switch:switched'),
-    ('deploy', 'switch:healthy'),
-    ('deploy', 'switch:recorded'),
+    ('releases', 'deploy', 'ship:locked'),
+    ('releases', 'deploy', 'ship:staged'),
+    ('releases', 'deploy', 'switch:switched'),
+    ('releases', 'deploy', 'switch:healthy'),
+    ('releases', 'deploy', 'switch:recorded'),
     # the same deploy through the phases (-e deploy_fast=false): lock, release, switch, history modules
-    ('deploy-phases', 'lock:acquired'),
-    ('deploy-phases', 'release:staged'),
-    ('deploy-phases', 'switch:switched'),
-    ('deploy-phases', 'switch:healthy'),
-    ('deploy-phases', 'history:written'),
+    ('releases', 'deploy-phases', 'lock:acquired'),
+    ('releases', 'deploy-phases', 'release:staged'),
+    ('releases', 'deploy-phases', 'switch:switched'),
+    ('releases', 'deploy-phases', 'switch:healthy'),
+    ('releases', 'deploy-phases', 'history:written'),
     # rollback: one switch call under the lock
-    ('rollback', 'switch:locked'),
-    ('rollback', 'switch:switched'),
-    ('rollback', 'switch:healthy'),
-    ('rollback', 'switch:recorded'),
+    ('releases', 'rollback', 'switch:locked'),
+    ('releases', 'rollback', 'switch:switched'),
+    ('releases', 'rollback', 'switch:healthy'),
+    ('releases', 'rollback', 'switch:recorded'),
     # cleanup
-    ('cleanup', 'lock:acquired'),
-    ('cleanup', 'cleanup:removed-one'),
+    ('releases', 'cleanup', 'lock:acquired'),
+    ('releases', 'cleanup', 'cleanup:removed-one'),
+    # provision with a changed nginx vhost: the patch transaction (journal, deploy, nginx -t, commit)
+    ('releases', 'provision', 'patch:deployed-one'),
+    ('releases', 'provision', 'patch:deployed'),
+    # A/B slots: the inactive slot patched in place (ship in one call, or the patch module in the phases)
+    ('slots', 'deploy', 'ship:locked'),
+    ('slots', 'deploy', 'slot_patch:deployed-one'),
+    ('slots', 'deploy', 'slot_patch:deployed'),
+    ('slots', 'deploy', 'switch:switched'),
+    ('slots', 'deploy', 'switch:recorded'),
+    ('slots', 'deploy-phases', 'slot_patch:deployed-one'),
+    ('slots', 'deploy-phases', 'switch:switched'),
+    ('slots', 'rollback', 'switch:switched'),
+    ('slots', 'rollback', 'switch:recorded'),
 ]
 # What CI runs (scripts/test chaos); the rest with STAGEHAND_CHAOS_FULL=1.
 SAMPLE = {
-    ('deploy', 'switch:switched', 'remote'),
-    ('deploy', 'ship:staged', 'both'),
-    ('deploy-phases', 'release:staged', 'controller'),
-    ('rollback', 'switch:switched', 'remote'),
-    ('rollback', 'switch:healthy', 'both'),
-    ('cleanup', 'cleanup:removed-one', 'remote'),
+    ('releases', 'deploy', 'switch:switched', 'remote'),
+    ('releases', 'deploy', 'ship:staged', 'both'),
+    ('releases', 'deploy-phases', 'release:staged', 'controller'),
+    ('releases', 'rollback', 'switch:switched', 'remote'),
+    ('releases', 'rollback', 'switch:healthy', 'both'),
+    ('releases', 'cleanup', 'cleanup:removed-one', 'remote'),
+    ('releases', 'provision', 'patch:deployed-one', 'remote'),
+    ('slots', 'deploy', 'slot_patch:deployed-one', 'remote'),
+    ('slots', 'rollback', 'switch:switched', 'controller'),
 }
-CASES = [pytest.param(command, point, mode, id='%s-%s-%s' % (command, point.replace(':', '_'), mode),
-                      marks=[pytest.mark.crash] + ([pytest.mark.sample] if (command, point, mode) in SAMPLE else []))
-         for command, point in POINTS for mode in MODES]
+CASES = [pytest.param(layout, command, point, mode,
+                      id='%s-%s-%s-%s' % (layout, command, point.replace(':', '_'), mode),
+                      marks=[pytest.mark.crash] + ([pytest.mark.sample] if (layout, command, point, mode) in SAMPLE else []))
+         for layout, command, point in POINTS for mode in MODES]
+VHOST = '/etc/nginx/sites-available/chaos.conf'
 
 
-def _arguments(command: str, release: str) -> tuple[str, tuple[str, ...]]:
+def _arguments(command: str, release: str, number: int) -> tuple[str, tuple[str, ...]]:
     if command == 'deploy':
         return 'deploy.yml', ('-e', 'version=v2', '-e', 'release=%s' % release)
     if command == 'deploy-phases':
         return 'deploy.yml', ('-e', 'version=v2', '-e', 'release=%s' % release, '-e', 'deploy_fast=false')
     if command == 'rollback':
         return 'rollback.yml', ()
+    if command == 'provision':
+        # a vhost that differs from the one in place, so that the patch has something to change
+        return 'provision.yml', ('-e', 'nginx_client_max_body_size=%dm' % (20 + number))
     return 'cleanup.yml', ('-e', 'keep=2')
 
 
@@ -82,15 +105,17 @@ def _served_whole(bed) -> tuple[bool, str]:
     return whole, 'live %s, problems %s, HTTP %s with X-Release %s' % (live['release'], live['problems'][:3], status, header)
 
 
-def _record(bed, **fields) -> None:
-    with open(os.path.join(bed.work, 'crash.jsonl'), 'a') as f:
+def _record(work: str, **fields) -> None:
+    with open(os.path.join(work, 'crash.jsonl'), 'a') as f:
         f.write(json.dumps(fields) + '\n')
 
 
-@pytest.mark.parametrize('command, point, mode', CASES)
-def test_a_kill_at_a_step_is_survived(bed, command, point, mode):
-    release = 'k%02d' % next(_names)
-    playbook, args = _arguments(command, release)
+@pytest.mark.parametrize('layout, command, point, mode', CASES)
+def test_a_kill_at_a_step_is_survived(request, work, layout, command, point, mode):
+    bed = request.getfixturevalue('bed' if layout == 'releases' else 'slots_bed')
+    number = next(_names)
+    release = 'k%02d' % number
+    playbook, args = _arguments(command, release, number)
     if command == 'cleanup':
         # something to remove: two more releases
         for extra in ('%sa' % release, '%sb' % release):
@@ -118,16 +143,23 @@ def test_a_kill_at_a_step_is_survived(bed, command, point, mode):
     rerun = bed.run(playbook, *args)
     whole_after_rerun, how_after = _served_whole(bed)
     lock = bed.lock_holder()
-    leftovers = bed.sh('ls -A %s/.stagehand/stage 2>/dev/null; ls -d %s/.stagehand/upload-* 2>/dev/null || true' % (ROOT, ROOT)).split()
+    leftovers = bed.sh('ls -A %s/.stagehand/stage 2>/dev/null; ls -d %s/.stagehand/upload-* %s/.stagehand/patch-*/patch-journal.json '
+                       '2>/dev/null || true' % (ROOT, ROOT, ROOT)).split()
     live_after = bed.live()['release']
-    converged = rerun.rc == 0 and lock is None and not leftovers and whole_after_rerun and (
+    applied = True
+    if command == 'provision':
+        # the vhost the rerun asked for is in place and nginx accepts the configuration
+        wanted = 'client_max_body_size %dm;' % (20 + number)
+        applied = wanted in bed.sh('cat %s' % VHOST) and bed.sh('nginx -t 2>&1; echo rc=$?', check=False).strip().endswith('rc=0')
+    converged = rerun.rc == 0 and lock is None and not leftovers and whole_after_rerun and applied and (
         command not in ('deploy', 'deploy-phases') or live_after == release)
-    _record(bed, command=command, point=point, mode=mode, whole=whole_after_kill, converged=converged,
+    _record(work, layout=layout, command=command, point=point, mode=mode, whole=whole_after_kill, converged=converged,
             seconds=round(time.monotonic() - started, 1))
     assert whole_after_kill, 'after the kill: ' + how
     assert rerun.rc == 0, 'the rerun failed: ' + rerun.output[-4000:]
     assert lock is None, 'the rerun left the lock held: %s' % lock
     assert not leftovers, 'the rerun left %s in the staging area' % leftovers
     assert whole_after_rerun, 'after the rerun: ' + how_after
+    assert applied, 'the rerun of the provision did not leave nginx with the vhost it asked for'
     if command in ('deploy', 'deploy-phases'):
         assert live_after == release, 'the rerun of the deploy of %s left %s live' % (release, live_after)

@@ -247,6 +247,7 @@ def test_dir_with_socket_is_refused(tmp_path):
 
 @pytest.mark.parametrize('path, mode, bit', [
     ('bin/su', 0o4755, 'setuid'), ('bin/sg', 0o2755, 'setgid'), ('dir', 0o2775, 'setgid'),
+    ('bin/su', 0o666, 'writable by every user'), ('dir', 0o777, 'writable by every user'),
 ])
 def test_dir_with_setuid_setgid_is_refused(tmp_path, path, mode, bit):
     top = make_tree(tmp_path / 'src', files={'bin/su': b'x', 'bin/sg': b'y'}, dirs=['dir'])
@@ -292,6 +293,8 @@ BAD_TARS = {
     'file-over-implied-dir': ([tar_member('d/x', data=b'1'), tar_member('d', data=b'2')], 'd', 'earlier members'),
     'setuid': ([tar_member('su', data=b'x', mode=0o4755)], 'su', 'setuid'),
     'setgid-dir': ([tar_member('d', tarfile.DIRTYPE, mode=0o2755)], 'd', 'setgid'),
+    'world-writable': ([tar_member('w.php', data=b'x', mode=0o666)], 'w.php', 'writable by every user'),
+    'world-writable-dir': ([tar_member('d', tarfile.DIRTYPE, mode=0o777)], 'd', 'writable by every user'),
     'hardlink-outside': ([tar_member('h', tarfile.LNKTYPE, linkname='../etc/passwd')], 'h', 'outside'),
     'hardlink-absolute': ([tar_member('h', tarfile.LNKTYPE, linkname='/etc/passwd')], 'h', 'outside'),
     'hardlink-missing': ([tar_member('h', tarfile.LNKTYPE, linkname='later'), tar_member('later', data=b'x')], 'h', 'not an earlier member'),
