@@ -29,11 +29,11 @@ def main(work: str) -> int:
     crashes = _lines(os.path.join(work, 'crash.jsonl'))
     if crashes:
         print('Crash suite: %d kills' % len(crashes))
-        print('| command | kill | tried | whole release served after the kill | converged on the next run |')
+        print('| layout and command | kill | tried | whole release served after the kill | converged on the next run |')
         print('|---|---|---|---|---|')
         groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
         for case in crashes:
-            groups[(case['command'], case['mode'])].append(case)
+            groups[('%s %s' % (case.get('layout', 'releases'), case['command']), case['mode'])].append(case)
         for (command, mode), cases in sorted(groups.items()):
             whole = sum(1 for c in cases if c['whole'])
             converged = sum(1 for c in cases if c['converged'])
@@ -43,6 +43,14 @@ def main(work: str) -> int:
         converged = sum(1 for c in crashes if c['converged'])
         row = (len(crashes), whole, _pct(whole, len(crashes)), converged, _pct(converged, len(crashes)))
         print('| all | | %d | %d (%s) | %d (%s) |' % row)
+        missed = [c for c in crashes if not (c['whole'] and c['converged'])]
+        if missed:
+            print()
+            print('| layout | command | crash point | kill | whole after the kill | converged |')
+            print('|---|---|---|---|---|---|')
+            for c in missed:
+                print('| %s | %s | %s | %s | %s | %s |' % (c.get('layout', 'releases'), c['command'], c['point'], c['mode'],
+                                                        'yes' if c['whole'] else 'NO', 'yes' if c['converged'] else 'NO'))
     bad = _lines(os.path.join(work, 'badinput.jsonl'))
     if bad:
         print()
@@ -68,7 +76,16 @@ def main(work: str) -> int:
                 print('| %s | %s | %s | %s | %s | %s |' % (c['kind'], c['case'], 'yes' if c['refused'] else 'NO',
                                                       'yes' if c['unchanged'] else 'NO', c['message'][:160].replace('|', '/'),
                                                       '; '.join(c.get('diff') or [])[:300].replace('|', '/')))
-    if not crashes and not bad:
+    faults = _lines(os.path.join(work, 'faults.jsonl'))
+    if faults:
+        print()
+        print('Faults: %d steps' % len(faults))
+        print('| fault | step | rc | as expected (rc, live whole and served, lock free, nothing left) | live before -> after |')
+        print('|---|---|---|---|---|')
+        for f in faults:
+            print('| %s | %s | %d | %s | %s -> %s |' % (f['fault'], f['step'], f['rc'], 'yes' if f['ok'] else 'NO',
+                                                    f['live_before'], f['live_after']))
+    if not crashes and not bad and not faults:
         print('no figures in %s' % work)
     return 0
 
