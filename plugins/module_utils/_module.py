@@ -9,7 +9,7 @@ systemd journal (or syslog) when it starts, ``Invoked with ...``, never carries 
 ``AnsibleModule`` stringifies a dict or list option *before* it masks the values declared
 ``no_log``, so a secret nested in a suboption (the ``.env`` content of ``ship``, whose newlines
 the repr escapes) reached the journal untouched. Here every option is masked as a structure
-first, the options named in ``REDACTED_OPTIONS`` (lock tokens, file contents) are never logged
+first, the options named in ``REDACTED_OPTIONS`` or ``*_token`` (lock tokens, file contents) are never logged
 at any depth, and the journal fields get the same masked text as the message.
 """
 
@@ -23,15 +23,21 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, check_root_path
 
 # Options whose value is never written to the target's log, at any depth: a lock token lets its
-# holder release the lock, and a file content may hold anything (the .env with the DB password).
+# holder release the lock (so does any option named ``*_token``, such as ``stale_token``), and a
+# file content may hold anything (the .env with the DB password).
 REDACTED_OPTIONS = frozenset(('token', 'content'))
 NOT_LOGGED = 'NOT_LOGGING_PARAMETER'
 
 
+def _is_redacted(name: object, redacted: t.AbstractSet[str]) -> bool:
+    return isinstance(name, str) and (name in redacted or name.endswith('_token'))
+
+
 def _redact(value: t.Any, redacted: t.AbstractSet[str]) -> t.Any:
-    """``value`` with every dict entry named in ``redacted`` replaced by :data:`NOT_LOGGED`, at any depth."""
+    """``value`` with every dict entry named in ``redacted`` (or ``*_token``) replaced by :data:`NOT_LOGGED`, at any depth."""
     if isinstance(value, dict):
-        return {key: (NOT_LOGGED if key in redacted and item is not None else _redact(item, redacted)) for key, item in value.items()}
+        return {key: (NOT_LOGGED if _is_redacted(key, redacted) and item is not None else _redact(item, redacted))
+                for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redact(item, redacted) for item in value]
     return value
@@ -50,7 +56,7 @@ def invocation_log_args(params: dict[str, t.Any], argument_spec: dict[str, t.Any
     logged: dict[str, str] = {}
     for name, value in params.items():
         no_log = argument_spec.get(name, {}).get('no_log')
-        if no_log or (name in redacted and value is not None) or (no_log is None and PASSWORD_MATCH.search(name)):
+        if no_log or (_is_redacted(name, redacted) and value is not None) or (no_log is None and PASSWORD_MATCH.search(name)):
             logged[name] = NOT_LOGGED
             continue
         masked = remove_values(_redact(value, redacted), values)

@@ -44,7 +44,7 @@ def _leftovers(bed) -> list[str]:
     return bed.sh('ls -A %s/.stagehand/stage 2>/dev/null; ls -d %s/.stagehand/upload-* 2>/dev/null || true' % (ROOT, ROOT)).split()
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def full_root(bed):
     """The deploy root on a full 48 MB tmpfs; the bed's own root again afterwards."""
     before = bed.live()['release']
@@ -98,3 +98,31 @@ def test_a_full_disk_lets_rollback_and_cleanup_through_and_refuses_a_deploy(full
                     expect_rc0=False, says=r'space')
     assert live == before, 'a refused deploy changed what is live'
     assert not bed.sh('ls -d %s/releases/full-disk 2>/dev/null || true' % ROOT).strip()
+
+
+@pytest.mark.sample
+def test_a_corrupt_compose_in_the_store_is_quarantined_and_composed_again(bed, work):
+    ref = os.path.join(bed.store, 'chaos', 'refs', 'v1.json')
+    with open(ref) as f:
+        compose = json.load(f)['compose_id'].split(':')[-1]
+    artifact = os.path.join(bed.store, 'chaos', 'composes', compose, 'artifact.tar.gz')
+    with open(artifact, 'r+b') as f:  # a disk error in the middle of the stored artifact
+        f.seek(os.path.getsize(artifact) // 2)
+        f.write(b'\0' * 64)
+    live_before = bed.live()['release']
+    started = time.monotonic()
+    run = bed.run('deploy.yml', '-e', 'version=v1', '-e', 'release=store-mended')
+    live = bed.live()
+    status, header = bed.http('/')
+    quarantine = os.path.join(bed.store, 'chaos', 'quarantine')
+    ok = (run.rc == 0 and 'quarantine' in run.output and os.path.isdir(quarantine) and live['release'] == 'store-mended'
+          and not live['problems'] and (status, header) == (200, 'store-mended'))
+    _record(work, fault='corrupt compose in the store', step='deploy', rc=run.rc, ok=ok, live_before=live_before,
+            live_after=live['release'], http=[status, header], leftovers=_leftovers(bed), seconds=round(time.monotonic() - started, 1))
+    assert run.rc == 0, run.output[-3000:]
+    assert 'quarantine' in run.output, run.output[-3000:]
+    assert os.listdir(quarantine), 'nothing in %s' % quarantine
+    assert live['release'] == 'store-mended' and not live['problems'], live
+    assert (status, header) == (200, 'store-mended')
+    back = bed.run('rollback.yml', '-e', 'release=%s' % live_before)
+    assert back.rc == 0, back.output[-3000:]

@@ -62,6 +62,21 @@ def test_lock_token_is_not_logged(run_module, journal, tmp_path):
     _assert_clean(journal, TOKEN)
 
 
+def test_stale_token_of_a_takeover_is_not_logged(run_module, journal, tmp_path):
+    # the rerun after a killed deploy takes the dead holder's lock over, naming its token
+    run_module(lock.main, dict(root=str(tmp_path / 'root'), state='present', owner='alice', controller='ctl', pid=1,
+                               purpose='deploy v1', stale_token=TOKEN, stale_reason='its process is gone'))
+    _assert_clean(journal, TOKEN)
+
+
+def test_ship_stale_token_is_not_logged(run_module, journal, tmp_path):
+    run_module(ship.main, dict(
+        root=str(tmp_path / 'root'), release='v1', compose=dict(compose_id='0' * 64),
+        lock=dict(owner='alice', controller='ctl', pid=1, purpose='deploy v1', stale_token=TOKEN),
+    ))
+    _assert_clean(journal, TOKEN)
+
+
 def test_cleanup_token_is_not_logged(run_module, journal, tmp_path):
     run_module(cleanup.main, dict(root=str(tmp_path / 'root'), keep=2, token=TOKEN))
     _assert_clean(journal, TOKEN)
