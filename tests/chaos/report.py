@@ -25,6 +25,10 @@ def _pct(part: int, whole: int) -> str:
     return '%d %%' % round(100.0 * part / whole) if whole else '-'
 
 
+def _yes(value: bool) -> str:
+    return 'yes' if value else 'NO'
+
+
 def main(work: str) -> int:
     crashes = _lines(os.path.join(work, 'crash.jsonl'))
     if crashes:
@@ -49,8 +53,8 @@ def main(work: str) -> int:
             print('| layout | command | crash point | kill | whole after the kill | converged |')
             print('|---|---|---|---|---|---|')
             for c in missed:
-                print('| %s | %s | %s | %s | %s | %s |' % (c.get('layout', 'releases'), c['command'], c['point'], c['mode'],
-                                                        'yes' if c['whole'] else 'NO', 'yes' if c['converged'] else 'NO'))
+                row = (c.get('layout', 'releases'), c['command'], c['point'], c['mode'], _yes(c['whole']), _yes(c['converged']))
+                print('| %s | %s | %s | %s | %s | %s |' % row)
     bad = _lines(os.path.join(work, 'badinput.jsonl'))
     if bad:
         print()
@@ -65,17 +69,17 @@ def main(work: str) -> int:
             unchanged = sum(1 for c in cases if c['unchanged'])
             strict = sum(1 for c in cases if c.get('strict', c['unchanged']))
             n = len(cases)
-            print('| %s | %d | %d (%s) | %d (%s) | %d (%s) |' % (kind, n, refused, _pct(refused, n), unchanged, _pct(unchanged, n),
-                                                             strict, _pct(strict, n)))
+            row = (kind, n, refused, _pct(refused, n), unchanged, _pct(unchanged, n), strict, _pct(strict, n))
+            print('| %s | %d | %d (%s) | %d (%s) | %d (%s) |' % row)
         failing = [c for c in bad if not (c['refused'] and c['unchanged'])]
         if failing:
             print()
             print('| kind | case | refused clearly | unchanged | first message | what changed |')
             print('|---|---|---|---|---|---|')
             for c in failing:
-                print('| %s | %s | %s | %s | %s | %s |' % (c['kind'], c['case'], 'yes' if c['refused'] else 'NO',
-                                                      'yes' if c['unchanged'] else 'NO', c['message'][:160].replace('|', '/'),
-                                                      '; '.join(c.get('diff') or [])[:300].replace('|', '/')))
+                row = (c['kind'], c['case'], _yes(c['refused']), _yes(c['unchanged']), c['message'][:160].replace('|', '/'),
+                       '; '.join(c.get('diff') or [])[:300].replace('|', '/'))
+                print('| %s | %s | %s | %s | %s | %s |' % row)
     faults = _lines(os.path.join(work, 'faults.jsonl'))
     if faults:
         print()
@@ -83,8 +87,8 @@ def main(work: str) -> int:
         print('| fault | step | rc | as expected (rc, live whole and served, lock free, nothing left) | live before -> after |')
         print('|---|---|---|---|---|')
         for f in faults:
-            print('| %s | %s | %d | %s | %s -> %s |' % (f['fault'], f['step'], f['rc'], 'yes' if f['ok'] else 'NO',
-                                                    f['live_before'], f['live_after']))
+            row = (f['fault'], f['step'], f['rc'], _yes(f['ok']), f['live_before'], f['live_after'])
+            print('| %s | %s | %d | %s | %s -> %s |' % row)
     if not crashes and not bad and not faults:
         print('no figures in %s' % work)
     return 0
