@@ -342,6 +342,11 @@ def _write_tmp(directory: str, content: dict[str, t.Any]) -> str:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        if not is_disk_full(exc):  # the file could be made but not filled (a full tmpfs): take the reserve
+            raise
+        return _write_reserve(directory, data, exc)
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -181,6 +181,32 @@ def test_lock_on_a_full_disk_is_still_exclusive(fs, app):
     assert _lock.read_lock(os.path.join(app, '.stagehand', 'lock'))['token'] == again['token']
 
 
+def fill_blocks(mnt):
+    """Use up every block of the filesystem at ``mnt`` but no inode: a file can still be made, not filled."""
+    fd = os.open(os.path.join(mnt, 'runaway.log'), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (65536, 4096, 1024, 256, 64, 16, 1):
+            try:
+                while True:
+                    os.write(fd, b'x' * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    assert os.statvfs(mnt).f_bavail == 0
+
+
+def test_a_lock_fits_when_files_can_be_made_but_not_filled(fs, app):
+    # a full tmpfs (or ext4 with inodes left): open(O_CREAT) succeeds, the write fails with ENOSPC
+    _lock.prepare_reserve(os.path.join(app, '.stagehand'))
+    fill_blocks(fs)
+    got = _lock.acquire(app, owner='alice', purpose='rollback')
+    assert _lock.read_lock(os.path.join(app, '.stagehand', 'lock'))['token'] == got['token']
+    assert not [name for name in os.listdir(os.path.join(app, '.stagehand')) if name.startswith('.lock')], \
+        os.listdir(os.path.join(app, '.stagehand'))
+    assert _lock.release(app, token=got['token'])['released'] is True
+
+
 def test_a_history_line_that_does_not_fit_leaves_no_torn_line(run_module, fs, app):
     path = DeployRoot(app).history_path
     before = open(path, 'rb').read()
