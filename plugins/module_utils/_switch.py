@@ -1222,6 +1222,15 @@ def _timed(phases: dict[str, float], name: str, started: float, clock: t.Callabl
     phases[name] = round(phases.get(name, 0.0) + max(0.0, clock() - started), 3)
 
 
+def _live_label(droot: DeployRoot) -> str | None:
+    """The release label of what ``current`` points at (read only), or None when nothing is live or it cannot be read."""
+    try:
+        current = droot.inspect_current()
+    except (OSError, ValueError):
+        return None
+    return droot.label(current['mode'], current['name']) if current['kind'] == 'symlink' else None
+
+
 def _refused_result(droot: DeployRoot, mode: str, previous: str | None, warnings: list[str]) -> dict[str, t.Any]:
     """The switch part of the result when nothing was switched (refused before, or the switch itself failed early)."""
     result = _live_now(droot)
@@ -1302,8 +1311,10 @@ def switch_guarded(
                 got = _lock.acquire(root, check_mode=check_mode, host_pid=os.getpid(), **lock_args)
             except _lock.LockHeld as exc:
                 extra['lock']['holder'] = exc.holder
-                held_current = droot.inspect_current()  # for the history line only: what is live, not changed
-                previous = droot.label(held_current['mode'], held_current['name']) if held_current['kind'] == 'symlink' else None
+                previous = _live_label(droot)  # for the history line and the report only: what is live, not changed
+                raise
+            except OSError:
+                previous = _live_label(droot)
                 raise
             token = None if check_mode else got['token']
             if token is not None:

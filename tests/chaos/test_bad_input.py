@@ -375,21 +375,22 @@ CASES: list[Case] = [
 ]
 
 
-# What CI runs (scripts/test chaos): every case of the kinds refused before anything is built, and
-# a few of each kind that builds or ships first; STAGEHAND_CHAOS_FULL=1 runs them all.
-SAMPLED_KINDS = {'release name', 'version', 'deploy root', 'keep', 'hook path', 'rollback target'}
+# What CI runs (scripts/test chaos): two or three cases of every kind, those that prove a refusal on
+# the controller and on the host apart; STAGEHAND_CHAOS_FULL=1 runs them all (docs/reliability.md).
+SAMPLED_KINDS: set[str] = set()
 SAMPLED_CASES = {
+    ('release name', 'traversal'), ('release name', 'slash'),
+    ('version', 'unknown tag'), ('version', 'option injection'),
     ('artifact archive', 'member ../x'), ('artifact archive', 'symlink to /etc/shadow'),
-    ('artifact archive', 'hardlink to /etc/passwd'), ('artifact archive', 'char device'),
-    ('artifact archive', 'setuid file'), ('artifact archive', 'world-writable file'),
+    ('artifact archive', 'hardlink to /etc/passwd'), ('artifact archive', 'setuid file'),
     ('artifact archive', 'truncated gzip'), ('artifact archive', 'empty archive'),
-    ('artifact archive', 'no public/ (web root)'),
-    ('artifact directory', 'symlink out of the tree'), ('artifact directory', 'fifo'),
-    ('artifact directory', 'empty directory'),
-    ('stagehand.yml', 'not YAML'), ('stagehand.yml', 'shared ../etc'), ('stagehand.yml', 'platform extension no host has'),
-    ('stagehand.yml', 'build command missing in a git version'),
+    ('artifact directory', 'fifo'),
+    ('stagehand.yml', 'not YAML'), ('stagehand.yml', 'shared ../etc'),
+    ('rollback target', 'unknown release'),
+    ('keep', '0'),
+    ('deploy root', '/'), ('deploy root', 'not normalised'),
+    ('hook path', 'missing absolute file'),
     ('role variable type', 'deploy_mode'), ('role variable type', 'deploy_env_extra'),
-    ('role variable type', 'deploy_app list'), ('role variable type', 'deploy_rollback_post_commands'),
 }
 
 

@@ -72,9 +72,7 @@ SAMPLE = {
     ('releases', 'deploy', 'ship:staged', 'both'),
     ('releases', 'deploy-phases', 'release:staged', 'controller'),
     ('releases', 'rollback', 'switch:switched', 'remote'),
-    ('releases', 'rollback', 'switch:healthy', 'both'),
     ('releases', 'cleanup', 'cleanup:removed-one', 'remote'),
-    ('releases', 'provision', 'patch:deployed-one', 'remote'),
     ('slots', 'deploy', 'slot_patch:deployed-one', 'remote'),
     ('slots', 'rollback', 'switch:switched', 'controller'),
 }

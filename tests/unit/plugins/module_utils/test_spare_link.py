@@ -194,3 +194,16 @@ def test_slots_spare_is_the_other_slot(tmp_path):
     assert link(spare(root)) == 'slots/b'
     _switch.switch(root, target='inactive', mode='slots')
     assert link(os.path.join(root, 'current')) == 'slots/b' and link(spare(root)) == 'slots/a'
+
+
+def test_a_lock_that_cannot_be_written_names_what_is_still_live(root, monkeypatch):
+    _switch.switch(root, release='v2')
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(_lock, 'acquire', no_room)
+    with pytest.raises(_switch.GuardedFailure) as exc:
+        _switch.switch_guarded(root, lock={'ttl': 60}, release='v1')
+    assert exc.value.result['previous'] == 'v2', exc.value.result
+    assert exc.value.result['failed_phase'] == 'lock'
+    assert link(os.path.join(root, 'current')) == 'releases/v2'
