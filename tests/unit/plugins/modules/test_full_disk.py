@@ -69,6 +69,20 @@ def fs(request, tmp_path):
     _run(['umount', '-l', str(mnt)])
 
 
+def write_until_full(path):
+    """Append to the file ``path`` in ever smaller writes until not one byte fits (ENOSPC)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 1024, 256, 64, 16, 1):
+            try:
+                while True:
+                    os.write(fd, b'x' * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
 def fill(mnt):
     """Use up every inode, then every block, of the filesystem mounted at ``mnt``."""
     pad = os.path.join(mnt, 'pad')
@@ -82,15 +96,7 @@ def fill(mnt):
     except OSError as exc:
         assert exc.errno == errno.ENOSPC, exc
     # then every block: append to one of those files, in ever smaller writes, until not one byte fits
-    for size in (65536, 4096, 1024, 256, 64, 16, 1):
-        fd = os.open(os.path.join(pad, 'd0', '0'), os.O_WRONLY | os.O_APPEND)
-        try:
-            while True:
-                os.write(fd, b'x' * size)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-        finally:
-            os.close(fd)
+    write_until_full(os.path.join(pad, 'd0', '0'))
     st = os.statvfs(mnt)
     assert st.f_bavail == 0, 'the filesystem still has %d free blocks' % st.f_bavail
     # nothing new can be created: no inode, or no block for a directory entry
@@ -183,16 +189,8 @@ def test_lock_on_a_full_disk_is_still_exclusive(fs, app):
 
 def fill_blocks(mnt):
     """Use up every block of the filesystem at ``mnt`` but no inode: a file can still be made, not filled."""
-    fd = os.open(os.path.join(mnt, 'runaway.log'), os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        for size in (65536, 4096, 1024, 256, 64, 16, 1):
-            try:
-                while True:
-                    os.write(fd, b'x' * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    finally:
-        os.close(fd)
+    os.close(os.open(os.path.join(mnt, 'runaway.log'), os.O_WRONLY | os.O_CREAT, 0o644))
+    write_until_full(os.path.join(mnt, 'runaway.log'))
     assert os.statvfs(mnt).f_bavail == 0
 
 
