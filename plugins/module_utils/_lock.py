@@ -588,13 +588,6 @@ def sweep(droot: DeployRoot, check_mode: bool = False) -> tuple[list[str], list[
     return removed, warnings
 
 
-def _live_label(droot: DeployRoot) -> str | None:
-    try:
-        return droot.label(*droot.live())
-    except (OSError, ValueError):
-        return None
-
-
 def dead_reason(holder: dict[str, t.Any]) -> str | None:
     """Why the lock's holder is provably dead as seen from this machine; None when it is not proven."""
     for key, where in (('host_process', 'host'), ('controller_process', 'controller')):
@@ -707,7 +700,7 @@ def acquire(
         except FileExistsError:
             pass
     host_process = _flock.process_identity(host_pid) if host_pid is not None else None
-    live = _live_label(droot)
+    live = droot.live_label()
 
     def won(before: str | None, content: dict[str, t.Any], taken: dict[str, t.Any] | None = None,
             why: str | None = None) -> dict[str, t.Any]:

@@ -217,6 +217,13 @@ class DeployRoot:
         info = self.inspect_current()
         return info['mode'], info['name']
 
+    def live_label(self) -> str | None:
+        """How the history names what is live (:meth:`label` of :meth:`live`); None when nothing is or it cannot be read."""
+        try:
+            return self.label(*self.live())
+        except (OSError, ValueError):
+            return None
+
     def live_release(self) -> str | None:
         mode, name = self.live()
         return name if mode == MODE_RELEASES else None

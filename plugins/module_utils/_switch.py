@@ -1222,15 +1222,6 @@ def _timed(phases: dict[str, float], name: str, started: float, clock: t.Callabl
     phases[name] = round(phases.get(name, 0.0) + max(0.0, clock() - started), 3)
 
 
-def _live_label(droot: DeployRoot) -> str | None:
-    """The release label of what ``current`` points at (read only), or None when nothing is live or it cannot be read."""
-    try:
-        current = droot.inspect_current()
-    except (OSError, ValueError):
-        return None
-    return droot.label(current['mode'], current['name']) if current['kind'] == 'symlink' else None
-
-
 def _refused_result(droot: DeployRoot, mode: str, previous: str | None, warnings: list[str]) -> dict[str, t.Any]:
     """The switch part of the result when nothing was switched (refused before, or the switch itself failed early)."""
     result = _live_now(droot)
@@ -1309,12 +1300,10 @@ def switch_guarded(
             extra['lock'] = {'path': droot.lock_path, 'acquired': False, 'released': False, 'holder': None}
             try:
                 got = _lock.acquire(root, check_mode=check_mode, host_pid=os.getpid(), **lock_args)
-            except _lock.LockHeld as exc:
-                extra['lock']['holder'] = exc.holder
-                previous = _live_label(droot)  # for the history line and the report only: what is live, not changed
-                raise
-            except OSError:
-                previous = _live_label(droot)
+            except (_lock.LockHeld, OSError) as exc:
+                if isinstance(exc, _lock.LockHeld):
+                    extra['lock']['holder'] = exc.holder
+                previous = droot.live_label()  # for the history line and the report only: what is live, not changed
                 raise
             token = None if check_mode else got['token']
             if token is not None:
