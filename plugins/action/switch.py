@@ -25,6 +25,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import format_utc_ms
 
 MODULE_NAME = 'stagehand.deploy.switch'
 
@@ -78,7 +79,7 @@ def fill_controller_args(args: dict[str, t.Any], facts: dict[str, t.Any], now: d
             history['controller'] = facts.get('controller')
         if history.get('start') is None:
             moment = now or datetime.datetime.now(datetime.timezone.utc)
-            history['start'] = moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+            history['start'] = format_utc_ms(moment)
         args['history'] = history
     return args
 

@@ -34,13 +34,14 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import fs
 from ansible_collections.stagehand.deploy.plugins.module_utils._flock import FlockTimeout, flock_within
 from ansible_collections.stagehand.deploy.plugins.module_utils._names import InvalidName, check_release_name
 from ansible_collections.stagehand.deploy.plugins.module_utils._root import InvalidRoot, claim_decision
-from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot, format_utc
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import DeployRoot, format_utc_ms
 
 ACTIONS = ('deploy', 'rollback', 'cleanup')
 OUTCOMES = ('success', 'failed', 'refused', 'rolled_back', 'interrupted')
 RECORD_KEYS = ('action', 'release', 'previous', 'user', 'controller', 'start', 'end', 'outcome', 'phases', 'error')
-# written only when set: what is live now, on the line completing an interrupted run
-OPTIONAL_KEYS = ('live',)
+# written only when set: what is live now, on the line completing an interrupted run; the moment the
+# switch renamed the live link (milliseconds), on the line of a run that switched
+OPTIONAL_KEYS = ('live', 'switched')
 REQUIRED_KEYS = ('action', 'user', 'controller', 'start', 'outcome')
 MAX_ERROR_CHARS = 4096
 MAX_TEXT_CHARS = 256
@@ -153,8 +154,8 @@ def validate_record(record: object, now: datetime.datetime | None = None) -> dic
         'previous': _name(record, 'previous'),
         'user': _text(record, 'user', True),
         'controller': _text(record, 'controller', True),
-        'start': format_utc(start),
-        'end': format_utc(end),
+        'start': format_utc_ms(start),
+        'end': format_utc_ms(end),
         'outcome': _choice(record, 'outcome', OUTCOMES),
         'phases': _phases(record.get('phases')),
         'error': _text(record, 'error', False, MAX_ERROR_CHARS),
@@ -162,6 +163,8 @@ def validate_record(record: object, now: datetime.datetime | None = None) -> dic
     live = _name(record, 'live')
     if live is not None:  # only the line of an interrupted run says what is live now
         entry['live'] = live
+    if record.get('switched') is not None:
+        entry['switched'] = format_utc_ms(parse_utc(record['switched'], 'record.switched'))
     return entry
 
 

@@ -71,6 +71,11 @@ def format_utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace('+00:00', 'Z')
 
 
+def format_utc_ms(moment: datetime.datetime) -> str:
+    """``moment`` as an ISO 8601 UTC string with millisecond precision (the times of a history line)."""
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+
+
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string with second precision."""
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace('+00:00', 'Z')

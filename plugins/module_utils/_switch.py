@@ -53,6 +53,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     DeployRoot,
     check_link_name,
     format_utc,
+    format_utc_ms,
 )
 
 SWITCH_MODES = (MODE_RELEASES, MODE_SLOTS)
@@ -129,6 +130,8 @@ class SwitchPlan:
         self.meta: _MetaView = _MetaView(droot)
         self.chain: dict[str, str | None] = {'live': None, 'previous': None, 'next': None}
         self.warnings: list[str] = []
+        # the moment (seconds since the epoch) the link changed, read right after the exchange
+        self.switched_at: float | None = None
 
     @property
     def changed(self) -> bool:
@@ -463,7 +466,7 @@ def _read_spare(spare: str) -> str | None:
         return None
 
 
-def point_link(droot: DeployRoot, text: str) -> None:
+def point_link(droot: DeployRoot, text: str) -> float:
     """Atomically point the live symlink at ``text``, without allocating anything when the spare is ready.
 
     The spare symlink (:func:`spare_link_path`) is made to point at ``text`` unless it already
@@ -475,12 +478,16 @@ def point_link(droot: DeployRoot, text: str) -> None:
     spare is renamed over the live link instead (rename(2), still atomic and still without
     allocating). Where ``.stagehand`` is on another filesystem than the link, a new link is made
     beside it and renamed over it, as before spare links. ``current`` is never missing.
+
+    Returns the moment the link changed (:func:`time.time`, read right after the exchange, before
+    the fsyncs): the history line records it, so that the switch spread of a fleet can be read
+    from the hosts.
     """
     with _spare_guard(droot):
-        _point_link(droot, text)
+        return _point_link(droot, text)
 
 
-def _point_link(droot: DeployRoot, text: str) -> None:
+def _point_link(droot: DeployRoot, text: str) -> float:
     spare = spare_link_path(droot)
     if _read_spare(spare) != text:
         try:
@@ -504,8 +511,10 @@ def _point_link(droot: DeployRoot, text: str) -> None:
         if exc.errno != errno.EXDEV:
             raise
         _atomic.replace_symlink(droot.current, text)  # .stagehand is on another filesystem: a new link beside current
+    moment = time.time()
     _atomic.fsync_dir(droot.root)
     _atomic.fsync_dir(droot.state_dir)
+    return moment
 
 
 def rollback_text(droot: DeployRoot) -> str | None:
@@ -585,8 +594,9 @@ def apply_switch(plan: SwitchPlan) -> None:
         try:
             if plan.migrate is not None:
                 plan.warnings.extend(_migrate_directory(droot, plan.text, plan.migrate))
+                plan.switched_at = time.time()
             else:
-                point_link(droot, plan.text)
+                plan.switched_at = point_link(droot, plan.text)
         except BaseException:
             # The link did not change (both ways of changing it are all-or-nothing): take the intent back.
             _restore_meta(droot, saved)
@@ -708,6 +718,40 @@ def check_health_args(url: str | None, header: str | None, timeout: object) -> N
         raise SwitchError('health_release_header %r is invalid: use an HTTP header name such as X-Release (or "" not to check a header)' % (header,))
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float('inf'):
         raise SwitchError('health_timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
+
+
+# the furthest ahead a switch may be asked to wait for its moment (at): a fleet's commit waits seconds, not minutes
+MAX_SWITCH_WAIT = 300.0
+
+
+def check_switch_at(at: object, wall: t.Callable[[], float] = time.time) -> float | None:
+    """``at`` (the moment to switch at, seconds since the epoch) as a float; :class:`SwitchError` when it is no such moment.
+
+    A moment in the past is allowed (the switch happens at once and reports how late it is); one
+    more than :data:`MAX_SWITCH_WAIT` seconds ahead is refused, as no controller asks for that.
+    """
+    if at is None:
+        return None
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 < at < float('inf'):
+        raise SwitchError('at %r is invalid: use the moment of the switch in seconds since the epoch, such as %.3f' % (at, wall() + 2))
+    ahead = float(at) - wall()
+    if ahead > MAX_SWITCH_WAIT:
+        raise SwitchError('at %r is %.1f s from now, more than the %d s a switch waits for its moment: pick a moment '
+                          'a few seconds ahead (is the clock of this host or of the controller wrong?)' % (at, ahead, MAX_SWITCH_WAIT))
+    return float(at)
+
+
+def wait_for_moment(at: float, wall: t.Callable[[], float] = time.time, sleep: t.Callable[[float], None] = time.sleep) -> float:
+    """Sleep until ``at`` (seconds since the epoch); return how late the wait ended, in seconds (0.0 when on time).
+
+    Sleeps in steps of at most half a second, so that a clock stepped while waiting is seen; the
+    last step ends on the moment (``time.sleep`` is precise to about a millisecond on Linux).
+    """
+    while True:
+        remaining = at - wall()
+        if remaining <= 0:
+            return round(-remaining, 6)
+        sleep(min(remaining, 0.5))
 
 
 def _plain_http_target(url: str) -> tuple[str, int, str, str] | None:
@@ -973,8 +1017,15 @@ def switch_checked(
     fetch: Fetcher | None = None,
     check_mode: bool = False,
     now: datetime.datetime | None = None,
+    at: float | None = None,
 ) -> dict[str, t.Any]:
     """:func:`switch`, then the post commands and the health check, reverting the switch when one fails.
+
+    With ``at`` (seconds since the epoch, :func:`check_switch_at`) the link changes at that moment:
+    everything is checked and planned first, then the call sleeps until ``at``
+    (:func:`wait_for_moment`), so that the hosts of a fleet switch together; ``late`` says how
+    many seconds after ``at`` it switched, ``switched_at`` when (ISO 8601 UTC with milliseconds; None when
+    the link did not change).
 
     Post commands run only when the link changed; the health check runs
     whenever ``health_url`` is set (a release that was already live and fails
@@ -985,6 +1036,7 @@ def switch_checked(
     """
     commands = check_post_commands(post_commands)
     check_health_args(health_url, health_release_header, health_timeout)
+    moment = check_switch_at(at)
     if commands and run_command is None:
         raise SwitchError('post_commands are given but no command runner is available')
     revert = bool(health_url) if revert_on_failure is None else bool(revert_on_failure)
@@ -994,14 +1046,18 @@ def switch_checked(
     except ValueError as exc:  # a metadata file that is not valid JSON (UTF-8)
         raise SwitchError('cannot read the metadata under %s: %s' % (DeployRoot(root).state_dir, exc)) from None
     result = plan.result()
-    result.update(reverted=False, health=None, post_commands=[])
+    result.update(reverted=False, health=None, post_commands=[], switched_at=None, late=None)
     if check_mode:
         return result
     droot = plan.droot
     switched = plan.link_changes
     saved = _save_meta(droot, sorted({name for phase, name, _f, _c in plan.meta.ops if phase != 'repair'}))
+    if moment is not None and switched:
+        result['late'] = wait_for_moment(moment)
     if plan.changed:
         apply_switch(plan)
+        if plan.switched_at is not None:
+            result['switched_at'] = format_utc_ms(datetime.datetime.fromtimestamp(plan.switched_at, datetime.timezone.utc))
         crash_point('switch:switched')
 
     failure = None
@@ -1267,6 +1323,7 @@ def switch_guarded(
     check_post_commands(switch_args.get('post_commands'))
     check_health_args(switch_args.get('health_url'), switch_args.get('health_release_header', DEFAULT_RELEASE_HEADER),
                       switch_args.get('health_timeout', DEFAULT_HEALTH_TIMEOUT))
+    check_switch_at(switch_args.get('at'))
     if switch_args.get('release') is not None:
         try:
             check_release_name(switch_args['release'])
@@ -1383,6 +1440,8 @@ def switch_guarded(
                                            'outcome': outcome, 'error': error}
                 entry.update(record)
                 entry['phases'] = dict(record.get('phases') or {}, **phases)
+                if (result or {}).get('switched_at') is not None:  # the moment of the rename, for the spread of a fleet
+                    entry['switched'] = result['switched_at']
                 try:
                     extra['history'] = _history.append_record(root, entry, check_mode=check_mode)['record']
                     if not check_mode:

@@ -28,7 +28,7 @@ options:
   record:
     description:
       - The record to append. Keys other than those below are refused.
-      - Times are written in UTC with second precision (V(2026-11-22T10:00:00Z)).
+      - Times are written in UTC with millisecond precision (V(2026-11-22T10:00:00.250Z)).
     type: dict
     required: true
     suboptions:
@@ -77,6 +77,12 @@ options:
         description:
           - What is live now, for a record of outcome V(interrupted); written only when set. It must be a valid release
             name; an empty string counts as null.
+        type: str
+      switched:
+        description:
+          - When the live link was renamed, an ISO 8601 time like O(record.start) (written with milliseconds); written
+            only when set. M(stagehand.deploy.switch) returns it as RV(stagehand.deploy.switch#module:switched_at), so
+            that the switch spread of a fleet can be read from the hosts' histories.
         type: str
       phases:
         description:
@@ -157,8 +163,8 @@ record:
     previous: v1
     user: alice
     controller: laptop.example.org
-    start: "2026-11-22T10:00:00Z"
-    end: "2026-11-22T10:01:02Z"
+    start: "2026-11-22T10:00:00.000Z"
+    end: "2026-11-22T10:01:02.416Z"
     outcome: success
     phases:
       lock: 0.12
@@ -193,6 +199,7 @@ def main() -> None:
                 phases=dict(type='dict', default={}),
                 error=dict(type='str'),
                 live=dict(type='str'),
+                switched=dict(type='str'),
             )),
         ),
         supports_check_mode=True,

@@ -142,6 +142,17 @@ options:
       - With V(false), the task fails and the link is left pointing at the new release.
       - Defaults to V(true) when O(health_url) is set, else V(false).
     type: bool
+  at:
+    description:
+      - The moment to switch at, in seconds since the epoch (UTC), such as the controller's C(now().timestamp()) plus a
+        few seconds. Everything is checked and planned first (and the lock taken, with O(lock)); then the call waits
+        until that moment and renames the link, so that the hosts of a fleet switch together (the deploy role picks
+        one moment for every host once all are ready to switch; see C(deploy_switch_delay)).
+      - A moment already past switches at once; RV(late) says by how much. A moment more than 300 seconds ahead is
+        refused before anything is done.
+      - Only a switch that changes the link waits.
+      - The hosts' clocks must agree with the controller's (NTP) for the hosts to switch at the same moment.
+    type: float
   lock:
     description:
       - Take the deploy lock of O(root) (C(.stagehand/lock), the same lock as M(stagehand.deploy.lock)) before anything
@@ -431,6 +442,20 @@ migrated:
   returned: success
   type: str
   sample: migrated-20261122T100000
+switched_at:
+  description:
+    - When the link was renamed (read on the host right after the rename), an ISO 8601 UTC time with milliseconds;
+      null when the link did not change (or in check mode). With O(history) the line records it as C(switched).
+  returned: success, and failure after the switch
+  type: str
+  sample: "2026-11-22T10:00:02.003Z"
+late:
+  description:
+    - With O(at), how many seconds after that moment the link was renamed (0 when the wait ended on time; more when the
+      call started after the moment). Null without O(at), or when nothing switched.
+  returned: success, and failure after the switch
+  type: float
+  sample: 0.0004
 reverted:
   description:
     - Whether the switch was reverted because a post command or the health check failed (the task then fails).
@@ -663,6 +688,7 @@ def main() -> None:
             health_release_header=dict(type='str', default=DEFAULT_RELEASE_HEADER),
             health_timeout=dict(type='float', default=DEFAULT_HEALTH_TIMEOUT),
             revert_on_failure=dict(type='bool'),
+            at=dict(type='float'),
             lock=dict(type='dict', options=dict(
                 owner=dict(type='str'),
                 controller=dict(type='str'),
@@ -715,6 +741,7 @@ def main() -> None:
             health_release_header=params['health_release_header'],
             health_timeout=params['health_timeout'],
             revert_on_failure=params['revert_on_failure'],
+            at=params['at'],
             run_command=run_command,
             check_mode=module.check_mode,
         )

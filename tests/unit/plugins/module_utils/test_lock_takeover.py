@@ -161,7 +161,7 @@ def test_interrupted_run_gets_its_history_line(tmp_path):
     assert len(lines) == 1 and lines[0] == got['interrupted']
     line = lines[0]
     assert (line['action'], line['outcome'], line['release'], line['previous'], line['live']) == ('deploy', 'interrupted', 'v2', 'v1', 'v2')
-    assert (line['user'], line['controller'], line['start']) == ('bob', 'ctl-bob', _lock.format_time(RECENT))
+    assert (line['user'], line['controller'], line['start']) == ('bob', 'ctl-bob', _lock.format_time(RECENT).replace('Z', '.000Z'))
     assert line['error'].startswith('the deploy (deploy v2) was interrupted (its ansible-playbook on controller ctl-bob: process ')
     assert line['error'].endswith('is gone); v2 is live now')
 

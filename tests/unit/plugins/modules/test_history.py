@@ -47,14 +47,15 @@ def test_appends_one_json_line_per_call(run_module, root):
     res = record(run_module, root)
     assert res.get('failed') is not True, res
     assert res['changed'] is True and res['path'] == history_path(root)
-    assert res['record'] == dict(RECORD, phases={'lock': 0.123, 'build': 31.5})
+    # times are written with milliseconds, whatever precision they were given with
+    assert res['record'] == dict(RECORD, start='2026-11-22T10:00:00.000Z', end='2026-11-22T10:01:02.000Z', phases={'lock': 0.123, 'build': 31.5})
     res = record(run_module, root, action='rollback', release='v1', previous='v2', outcome='refused', error='0003 is irreversible')
     assert res['changed'] is True
     raw = lines(root)
     assert raw[-1] == b'' and len(raw) == 3
     first, second = (json.loads(line) for line in raw[:2])
     assert first['action'] == 'deploy' and first['phases'] == {'lock': 0.123, 'build': 31.5}
-    assert second == dict(RECORD, action='rollback', release='v1', previous='v2', outcome='refused',
+    assert second == dict(RECORD, start='2026-11-22T10:00:00.000Z', end='2026-11-22T10:01:02.000Z', action='rollback', release='v1', previous='v2', outcome='refused',
                           error='0003 is irreversible', phases={'lock': 0.123, 'build': 31.5})
     assert sorted(first) == sorted(_history.RECORD_KEYS)
     assert oct(os.stat(history_path(root)).st_mode & 0o777) == oct(0o600)
@@ -65,8 +66,8 @@ def test_end_defaults_to_now_and_times_are_normalised(run_module, root):
     del rec['end']
     rec['start'] = '2026-11-22T11:00:00.123456+01:00'
     res = run_module(main, {'root': str(root), 'record': rec})
-    assert res['record']['start'] == '2026-11-22T10:00:00Z'
-    end = datetime.datetime.strptime(res['record']['end'], '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    assert res['record']['start'] == '2026-11-22T10:00:00.123Z'
+    end = datetime.datetime.strptime(res['record']['end'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
     assert abs((datetime.datetime.now(datetime.timezone.utc) - end).total_seconds()) < 300
     stored = json.loads(lines(root)[0])
     assert stored == res['record']
@@ -208,4 +209,4 @@ def test_validate_record_direct_refusals():
     empty = _history.validate_record(dict(RECORD, release='', previous='', error=''))
     assert empty['release'] is None and empty['previous'] is None and empty['error'] is None
     naive = _history.validate_record(dict(RECORD, start='2026-11-22 10:00:00'))
-    assert naive['start'] == '2026-11-22T10:00:00Z'
+    assert naive['start'] == '2026-11-22T10:00:00.000Z'

@@ -172,7 +172,7 @@ def test_named_release_and_caller_phases_and_start(run_module, root):
     assert res.get('failed') is not True, res
     assert link(root) == 'releases/v1'
     (line,) = history(root)
-    assert line['start'] == '2026-11-22T10:00:00Z' and line['phases']['start'] == 0.25 and 'switch' in line['phases']
+    assert line['start'] == '2026-11-22T10:00:00.000Z' and line['phases']['start'] == 0.25 and 'switch' in line['phases']
 
 
 def test_already_live_switches_nothing_but_records(run_module, root, tmp_path):

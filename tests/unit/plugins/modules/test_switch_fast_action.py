@@ -52,7 +52,7 @@ def test_fills_lock_and_history(switch_action):
     filled = switch_action.fill_controller_args(args, FACTS, NOW)
     assert filled['lock'] == {'purpose': 'rollback', 'ttl': 60, 'owner': 'alice', 'controller': 'ctl.example.org', 'pid': 4242}
     assert filled['history'] == {'action': 'rollback', 'user': 'alice', 'controller': 'ctl.example.org',
-                                 'start': '2026-11-22T10:00:00Z'}
+                                 'start': '2026-11-22T10:00:00.000Z'}
     assert filled['root'] == '/srv/app' and filled['target'] == 'previous_good'
     # the arguments given are not modified
     assert args['lock'] == {'purpose': 'rollback', 'ttl': 60} and args['history'] == {'action': 'rollback'}
