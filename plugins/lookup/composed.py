@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 name: composed
-short_description: The compose of a git ref that is already in the local artifact store
+short_description: The compose of a git ref or of a prebuilt artifact that is already in the local artifact store
 version_added: 0.1.0
 description:
   - Looks, on the controller, for a compose of O(version) of the application repository O(repo) in the artifact store
@@ -22,18 +22,27 @@ description:
     error).
   - The deploy role uses it to end a redeploy of what is already live after one read-only call per host, and its fast
     path ships the compose it names without running the compose module.
+  - With O(artifact) instead of O(repo) and O(version), the compose that prebuilt artifact (a directory or C(.tar.gz))
+    gave for this release name and web root, found by the artifact's identity (the sha256 of a C(.tar.gz); for a
+    directory, the path, size, times and inode of every entry) in C(<store>/<app>/artifacts/), as
+    M(stagehand.deploy.compose) records it; nothing is copied or hashed but a C(.tar.gz) read once.
   - Only local stores are looked at; for an C(http(s\)://) store the result is empty.
 author:
   - Stagehand Deploy contributors (@stagehand-deploy)
 options:
   repo:
-    description: Path of the application's git repository on the controller.
+    description: Path of the application's git repository on the controller. Needed with O(version).
     type: path
-    required: true
   version:
-    description: A tag, branch or commit of O(repo).
+    description: A tag, branch or commit of O(repo). Give either O(version) or O(artifact).
     type: str
-    required: true
+  artifact:
+    description: A prebuilt artifact on the controller, a directory or a C(.tar.gz) (C(-e artifact=)).
+    type: path
+  web_root:
+    description: With O(artifact), the web root the compose was checked for (the role's C(deploy_web_root)); empty for the default.
+    type: str
+    default: ''
   store:
     description: The artifact store (a directory on the controller).
     type: str
@@ -46,7 +55,7 @@ options:
     description:
       - The release name given to the deploy (C(-e release=NAME)); empty for the name the deploy role's naming rule gives
         O(version) (the version itself when it is a valid release name and not a branch, else the first 12 characters
-        of its commit). The compose must have been made for that name; the name recorded in the store does not count.
+        of its commit) or O(artifact) (its base name without C(.tar.gz)). The compose must have been made for that name; the name recorded in the store does not count.
     type: str
     default: ''
 notes:
@@ -58,6 +67,11 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ lookup('stagehand.deploy.composed', repo='/home/alice/src/shop', version='v1.4.0',
              store='~/.cache/stagehand/artifacts', app='shop') }}"
+
+- name: Show what a prebuilt artifact composed to, if it was composed already
+  ansible.builtin.debug:
+    msg: "{{ lookup('stagehand.deploy.composed', artifact='build/shop-1.4.0.tar.gz',
+             store='~/.cache/stagehand/artifacts', app='shop') }}"
 '''
 
 RETURN = r'''
@@ -65,7 +79,7 @@ _raw:
   description:
     - One dictionary describing the compose as M(stagehand.deploy.compose) returns it when it reuses one
       (C(compose_id), C(release), C(dir), C(artifact), C(manifest), C(signature), C(shared), C(platform), C(commit),
-      C(ref)), or an empty one when the store has no usable compose of the version.
+      C(ref)), or an empty one when the store has no usable compose of the version (or of the artifact).
   type: list
   elements: dict
 '''
@@ -77,7 +91,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import (
-    ComposeError, LocalStore, find_reusable, release_for, resolve_ref,
+    ComposeError, LocalStore, artifact_key, find_artifact_compose, find_reusable, release_for, resolve_ref,
 )
 
 
@@ -96,14 +110,23 @@ class LookupModule(LookupBase):
             return [{}]
         repo = self.get_option('repo')
         version = self.get_option('version')
+        artifact = self.get_option('artifact')
+        if bool(version) == bool(artifact) or (version and not repo):
+            return [{}]  # the deploy refuses that input itself (start.yml), naming it
         try:
-            commit = resolve_ref(repo, version)[0]
-            # the release name the deploy gives this version (one rule, _names.release_name), never the one
-            # recorded in the store's ref pointer: a compose made for another name is not this deploy's
-            release = release_for({'repo': repo, 'ref': version, 'release': self.get_option('release') or None}, commit)
             warnings: list[str] = []
+            local = LocalStore(store, self.get_option('app'))
             try:
-                found = find_reusable(LocalStore(store, self.get_option('app')), version, commit, release, warnings)
+                if artifact:
+                    release = release_for({'artifact': artifact, 'release': self.get_option('release') or None}, None)
+                    key = artifact_key(artifact, release, self.get_option('web_root') or None)
+                    found = find_artifact_compose(local, key, release, warnings) if key else None
+                else:
+                    commit = resolve_ref(repo, version)[0]
+                    # the release name the deploy gives this version (one rule, _names.release_name), never the one
+                    # recorded in the store's ref pointer: a compose made for another name is not this deploy's
+                    release = release_for({'repo': repo, 'ref': version, 'release': self.get_option('release') or None}, commit)
+                    found = find_reusable(local, version, commit, release, warnings)
             finally:
                 for warning in warnings:  # a corrupt compose, quarantined: the deploy composes the version again
                     display.warning(warning)

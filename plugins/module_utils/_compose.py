@@ -94,6 +94,9 @@ INPUTS = 'inputs.json'
 COMPOSE_FILES = (ARTIFACT, MANIFEST, INPUTS)
 # <store>/<app>/quarantine/<hex>-<time>: stored composes that failed their integrity check, moved aside
 QUARANTINE = 'quarantine'
+# <store>/<app>/artifacts/<key>.json: the compose a prebuilt artifact gave (artifact_key), so that a
+# redeploy of the same artifact reuses it without copying or hashing the tree again
+ARTIFACTS = 'artifacts'
 
 RELEASE_FILE = 'RELEASE'
 GZIP_LEVEL = 6
@@ -723,6 +726,22 @@ class LocalStore:
         write_json_atomic(path, doc)
         return True
 
+    def artifact_path(self, key: str) -> str:
+        return os.path.join(self.base, ARTIFACTS, key + '.json')
+
+    def read_artifact(self, key: str) -> dict[str, t.Any] | None:
+        """The record of the compose an artifact with this :func:`artifact_key` gave, or None (none, or unreadable)."""
+        try:
+            doc = read_json(self.artifact_path(key))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get('compose_id'), str) else None
+
+    def write_artifact(self, key: str, doc: dict[str, t.Any]) -> None:
+        path = self.artifact_path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json_atomic(path, doc)
+
 
 class HttpStore:
     """An http(s) store: the same layout below ``url``, read with GET and written with PUT.
@@ -985,6 +1004,67 @@ def find_reusable(store: LocalStore, ref: str, commit: str, release: str | None 
     return _result(store, compose_id, inputs, reused=True, changed=False)
 
 
+def artifact_identity(src: str) -> str | None:
+    """What a prebuilt artifact holds, read without copying it; None when it is neither a file nor a directory.
+
+    A ``.tar.gz`` file: the sha256 of its bytes (the same bytes handed over again, under any name,
+    give the same identity). A directory: the sha256 of a listing of every entry below it (path,
+    type, mode, size, modification and change times in nanoseconds, inode, link target), as git's
+    index tells changed files: writing, renaming into place or chmod-ing any file changes its
+    change time, which no tool can set back, so changed content never keeps the identity.
+    """
+    if os.path.isfile(src):
+        return 'file:' + t.cast(str, sha256_file(src))
+    if not os.path.isdir(src):
+        return None
+    digest = hashlib.sha256()
+    for top, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ''
+            digest.update(('%s\0%o\0%d\0%d\0%d\0%d\0%d\0%s\n' % (
+                os.path.relpath(path, src), st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+                target)).encode('utf-8', 'surrogateescape'))
+    return 'dir:' + digest.hexdigest()
+
+
+def artifact_key(src: str, release: str, web_root: str | None) -> str | None:
+    """The key of the compose a prebuilt artifact gives: its :func:`artifact_identity`, the release name, the web root.
+
+    Those are all a compose of an artifact depends on (no build runs for an artifact; its own
+    ``stagehand.yml`` is part of its content; ``RELEASE`` holds the release name). None when the
+    artifact is not there (the compose then reports that).
+    """
+    identity = artifact_identity(src)
+    if identity is None:
+        return None
+    return hashlib.sha256(dump_json([identity, release, web_root or None])).hexdigest()
+
+
+def find_artifact_compose(store: LocalStore, key: str, release: str, warnings: list[str] | None = None) -> dict[str, t.Any] | None:
+    """The compose recorded for the artifact key ``key`` (:func:`artifact_key`), as the compose module returns a reuse; else None.
+
+    It must be a compose of an artifact, made for ``release``, not changed by a prepare hook,
+    and pass the store's integrity check (a corrupt one is quarantined, a warning added to
+    ``warnings``, and None returned so that the artifact is composed again).
+    """
+    record = store.read_artifact(key)
+    if record is None or not re.match(r'\Asha256:[0-9a-f]{64}\Z', record['compose_id']):
+        return None
+    compose_id = record['compose_id']
+    try:
+        inputs = read_json(os.path.join(store.compose_dir(compose_id), INPUTS))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(inputs, dict) or inputs.get('source') != 'artifact' or inputs.get('release') != release or inputs.get('prepared'):
+        return None
+    if not store.usable(compose_id, [] if warnings is None else warnings):
+        return None
+    return _result(store, compose_id, inputs, reused=True, changed=False)
+
+
 def check_params(params: t.Mapping[str, t.Any]) -> None:
     if bool(params.get('ref')) == bool(params.get('artifact')) and params.get('step') != 'pack':
         raise ComposeError('give exactly one of ref (a tag, branch or commit of repo) and artifact (a directory or .tar.gz)')
@@ -1141,6 +1221,10 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
         if not store.remote_has(compose_id):
             store.upload(compose_id)
             changed = True
+    if params.get('artifact_key') and not params.get('step') == 'pack':
+        # read before the copy: the next deploy of the same artifact reuses this compose at once
+        local.write_artifact(params['artifact_key'], {'compose_id': compose_id, 'release': release,
+                                                      'artifact': params['artifact'], 'updated': now_iso()})
     if ref:
         pointer = {'ref': ref, 'commit': commit, 'release': release, 'compose_id': compose_id, 'updated': now_iso()}
         if isinstance(store, HttpStore):
@@ -1196,6 +1280,14 @@ def _compose(params: t.Mapping[str, t.Any], check_mode: bool, warnings: list[str
                                                                        SIGNATURE)))
                 changed = _ensure_signature(store, compose_id, params.get('signing_key'))
                 return _result(store, compose_id, inputs, reused=True, changed=changed)
+        if params.get('artifact') and step == 'all' and not params.get('force') and isinstance(store, LocalStore):
+            params['artifact_key'] = artifact_key(os.path.abspath(os.path.expanduser(params['artifact'])), params['release'],
+                                                  params.get('web_root'))
+            found = find_artifact_compose(store, params['artifact_key'], params['release'],
+                                          [] if check_mode else warnings) if params['artifact_key'] and not check_mode else None
+            if found is not None:
+                found['changed'] = _ensure_signature(store, found['compose_id'], params.get('signing_key'))
+                return found
         if check_mode:
             return {'changed': True, 'compose_id': None, 'dir': None, 'artifact': None, 'manifest': None, 'signature': None,
                     'inputs_path': None, 'inputs': {}, 'shared': None, 'platform': {'php': [], 'extensions': []}, 'reused': False,

@@ -356,6 +356,60 @@ def test_artifact_directory(tmp_path):
     assert again['compose_id'] == result['compose_id'] and again['changed'] is False
 
 
+def test_a_redeploy_of_the_same_artifact_reuses_its_compose_without_copying(tmp_path, monkeypatch):
+    """Issue 10: an artifact's compose is computed once per artifact content (directory or .tar.gz) and reused."""
+    src = tmp_path / 'build'
+    write(src / 'public' / 'index.php', 'x')
+    tgz = tmp_path / 'build.tar.gz'
+    with tarfile.open(str(tgz), 'w:gz') as tar:
+        tar.add(str(src), arcname='.')
+    store = tmp_path / 'store'
+    first = {path: run(params(None, store, ref=None, artifact=str(path), release='r')) for path in (src, tgz)}
+    assert all(result['reused'] is False for result in first.values())
+    records = sorted(os.listdir(str(store / 'shop' / 'artifacts')))
+    assert len(records) == 2  # one record per artifact (the directory, the tarball), the same compose
+
+    def no_copy(*_args, **_kwargs):
+        raise AssertionError('the artifact was copied again')
+    monkeypatch.setattr(_compose, 'copy_artifact', no_copy)
+    for path in (src, tgz):
+        again = run(params(None, store, ref=None, artifact=str(path), release='r'))
+        assert again['reused'] is True and again['changed'] is False and again['compose_id'] == first[path]['compose_id']
+    # the same bytes under another name are the same artifact
+    shutil.copyfile(str(tgz), str(tmp_path / 'copy.tar.gz'))
+    assert run(params(None, store, ref=None, artifact=str(tmp_path / 'copy.tar.gz'), release='r'))['reused'] is True
+
+
+def test_a_changed_artifact_or_another_release_name_is_composed_again(tmp_path):
+    src = tmp_path / 'build'
+    write(src / 'public' / 'index.php', 'x')
+    store = tmp_path / 'store'
+    first = run(params(None, store, ref=None, artifact=str(src), release='r'))
+    other_name = run(params(None, store, ref=None, artifact=str(src), release='r2'))
+    assert other_name['reused'] is False and other_name['compose_id'] != first['compose_id']  # RELEASE differs
+    # the same size and modification time, other content: the change time tells it apart
+    stamp = os.stat(str(src / 'public' / 'index.php'))
+    write(src / 'public' / 'index.php', 'y')
+    os.utime(str(src / 'public' / 'index.php'), ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    changed = run(params(None, store, ref=None, artifact=str(src), release='r'))
+    assert changed['reused'] is False and changed['compose_id'] != first['compose_id']
+    assert load_manifest(changed['manifest']).digest == changed['compose_id']
+
+
+def test_a_corrupt_compose_of_an_artifact_is_quarantined_and_composed_again(tmp_path):
+    src = tmp_path / 'build'
+    write(src / 'public' / 'index.php', 'x')
+    store = tmp_path / 'store'
+    first = run(params(None, store, ref=None, artifact=str(src), release='r'))
+    with open(first['artifact'], 'r+b') as f:
+        f.seek(10)
+        f.write(b'\0\0\0\0')
+    again = run(params(None, store, ref=None, artifact=str(src), release='r'))
+    assert again['reused'] is False and again['compose_id'] == first['compose_id']
+    assert any('failed its integrity check' in w for w in again['warnings'])
+    assert scan_tar(again['artifact']).digest == again['compose_id']
+
+
 def test_artifact_tarball_same_as_directory(tmp_path):
     src = tmp_path / 'build'
     write(src / 'a' / 'b.txt', 'b')

@@ -58,10 +58,11 @@ def test_compose_names_the_release_by_the_rule(tmp_path):
     assert run(params(repo, store, ref=commit, release=None))['release'] == commit  # a 40-character commit id is a valid name
 
 
-def lookup(repo, store, version, release=''):
+def lookup(repo, store, version, release='', artifact=None, web_root=''):
     """The stagehand.deploy.composed lookup, its options given directly (no plugin loader in unit tests)."""
     plugin = composed.LookupModule()
-    options = {'repo': str(repo), 'version': version, 'store': str(store), 'app': 'shop', 'release': release}
+    options = {'repo': str(repo) if repo else None, 'version': version, 'store': str(store), 'app': 'shop', 'release': release,
+               'artifact': str(artifact) if artifact else None, 'web_root': web_root}
     plugin.set_options = lambda var_options=None, direct=None: None
     plugin.get_option = options.__getitem__
     return plugin.run([], {})[0]
@@ -80,6 +81,22 @@ def test_an_earlier_release_name_never_wins_over_the_rule(tmp_path):
     assert lookup(repo, store, 'v1')['release'] == 'v1'
     with tarfile.open(lookup(repo, store, 'v1')['artifact']) as tar:
         assert tar.extractfile('RELEASE').read() == b'v1\n'
+
+
+def test_the_lookup_finds_the_compose_of_an_artifact_by_its_content_and_name(tmp_path):
+    """Issue 10: the fast path takes an artifact's compose from the store, as it does a version's."""
+    src = tmp_path / 'shop-1.4'
+    write(src / 'public' / 'index.php', 'x')
+    store = tmp_path / 'store'
+    assert lookup(None, store, None, artifact=src) == {}
+    made = run(params(None, store, ref=None, artifact=str(src), release=None))
+    found = lookup(None, store, None, artifact=src)
+    assert found['compose_id'] == made['compose_id'] and found['release'] == 'shop-1.4' == made['release']
+    assert lookup(None, store, None, artifact=src, release='other') == {}  # made for another name
+    assert lookup(None, store, None, artifact=src, web_root='/srv/www/app/current/web') == {}  # checked for another web root
+    write(src / 'public' / 'index.php', 'changed')
+    assert lookup(None, store, None, artifact=src) == {}  # other content
+    assert lookup(None, store, 'v1', artifact=src) == {}  # both given: the deploy refuses that itself
 
 
 def test_the_lookup_names_a_branch_by_its_commit(tmp_path):
