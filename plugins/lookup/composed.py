@@ -55,7 +55,8 @@ options:
     description:
       - The release name given to the deploy (C(-e release=NAME)); empty for the name the deploy role's naming rule gives
         O(version) (the version itself when it is a valid release name and not a branch, else the first 12 characters
-        of its commit) or O(artifact) (its base name without C(.tar.gz)). The compose must have been made for that name; the name recorded in the store does not count.
+        of its commit) or O(artifact) (its base name without C(.tar.gz)). The compose must have been made for that
+        name; the name recorded in the store does not count.
     type: str
     default: ''
 notes:

@@ -55,7 +55,8 @@ def test_appends_one_json_line_per_call(run_module, root):
     assert raw[-1] == b'' and len(raw) == 3
     first, second = (json.loads(line) for line in raw[:2])
     assert first['action'] == 'deploy' and first['phases'] == {'lock': 0.123, 'build': 31.5}
-    assert second == dict(RECORD, start='2026-11-22T10:00:00.000Z', end='2026-11-22T10:01:02.000Z', action='rollback', release='v1', previous='v2', outcome='refused',
+    assert second == dict(RECORD, start='2026-11-22T10:00:00.000Z', end='2026-11-22T10:01:02.000Z', action='rollback',
+                          release='v1', previous='v2', outcome='refused',
                           error='0003 is irreversible', phases={'lock': 0.123, 'build': 31.5})
     assert sorted(first) == sorted(_history.RECORD_KEYS)
     assert oct(os.stat(history_path(root)).st_mode & 0o777) == oct(0o600)
