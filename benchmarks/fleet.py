@@ -106,7 +106,7 @@ def history_switched(host: Host) -> float | None:
 def clock_offset(host: Host) -> tuple[float, float]:
     """(offset, uncertainty) in seconds of the host's clock against the controller's, by ``date`` bracketed in time."""
     best: tuple[float, float] | None = None
-    for _ in range(5):
+    for _attempt in range(5):
         before = time.time()
         out = subprocess.run(['docker', 'exec', host.container, 'date', '+%s.%N'], stdout=subprocess.PIPE, check=True).stdout
         after = time.time()

@@ -17,8 +17,9 @@ import pytest
 
 from ansible_collections.stagehand.deploy.plugins.module_utils import _switch
 from ansible_collections.stagehand.deploy.tests.unit.conftest import snapshot_tree
-from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_switch_fast import (  # noqa: F401 (root: a fixture)
-    history, link, rollback, root,  # pylint: disable=unused-import
+# root is a fixture, used by name
+from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_switch_fast import (  # noqa: F401 pylint: disable=unused-import
+    history, link, rollback, root,
 )
 
 
