@@ -5,7 +5,8 @@
 
 For each round, interleaved so that machine noise hits every size alike, and for each fleet size
 (the first N hosts of the inventory, ``--limit``): a one-file-change deploy (the next tag of
-``--tags``) and a rollback to the release before, each timed from the controller. Then, in runs of
+``--tags``, one file changed from ``--base``) and a rollback to ``--base``, each timed from the
+controller. Then, in runs of
 their own (the polling loads the hosts, so it is never part of a timed cost run), the switch
 spread: every host's ``/health`` is polled from the controller every 10 ms during a deploy and a
 rollback; for each host the first poll that saw the new release (``X-Release``) and the moment of the
@@ -146,17 +147,19 @@ def main() -> int:
     parser.add_argument('--tags', nargs='+', required=True, help='one-file-change tags of the app repository, in order')
     parser.add_argument('--sizes', nargs='+', type=int, default=[1, 3, 5])
     parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--base', default='v2', help='the release every host holds; each rollback goes back to it')
     args = parser.parse_args()
     hosts = [Host(n, int(p), c) for n, p, c in (spec.split(':') for spec in args.hosts)]
     sizes = [n for n in args.sizes if n <= len(hosts)]
     tags = list(args.tags)
-    need = (args.rounds + 2) * len(sizes)
+    need = args.rounds * len(sizes) + len(sizes)
     if len(tags) < need:
         raise SystemExit('--tags needs at least %d tags for %d rounds of %s hosts' % (need, args.rounds, sizes))
 
     for host in hosts:
         offset, half = clock_offset(host)
-        print('clock of %s: %+.2f ms against the controller (+/- %.2f ms, the docker exec round trip)' % (host.name, offset * 1000, half * 1000))
+        print('clock of %s: %+.2f ms against the controller (+/- %.2f ms, half the docker exec round trip)'
+              % (host.name, offset * 1000, half * 1000))
 
     cost: dict[str, dict[int, list[float]]] = {'deploy': {n: [] for n in sizes}, 'rollback': {n: [] for n in sizes}}
     print('\n%-6s %-5s %-10s %8s' % ('round', 'hosts', 'what', 'seconds'))
@@ -166,11 +169,11 @@ def main() -> int:
             seconds = playbook(args.inventory, 'deploy.yml', hosts[:n], '-e', 'version=%s' % tag)
             cost['deploy'][n].append(seconds)
             print('%-6d %-5d %-10s %8.2f' % (rnd, n, 'deploy', seconds))
-            seconds = playbook(args.inventory, 'rollback.yml', hosts[:n])
+            # back to the base every host holds, so that every host of the group rolls back to the same release and
+            # the next deploy is again a one-file change from what is live
+            seconds = playbook(args.inventory, 'rollback.yml', hosts[:n], '-e', 'release=%s' % args.base)
             cost['rollback'][n].append(seconds)
             print('%-6d %-5d %-10s %8.2f' % (rnd, n, 'rollback', seconds))
-            # forward again, so that the next round's deploy is again a one-file change from what is live
-            playbook(args.inventory, 'rollback.yml', hosts[:n], '-e', 'release=%s' % tag)
 
     print('\nmedians (seconds) and ratios to one host:')
     for what in ('deploy', 'rollback'):
@@ -184,18 +187,11 @@ def main() -> int:
             continue
         tag = tags.pop(0)
         deploy = spread_run(args.inventory, 'deploy.yml', hosts[:n], tag, '-e', 'version=%s' % tag)
-        rollback = spread_run(args.inventory, 'rollback.yml', hosts[:n], previous_of(hosts[0]))
+        rollback = spread_run(args.inventory, 'rollback.yml', hosts[:n], args.base, '-e', 'release=%s' % args.base)
         for what, run in (('deploy', deploy), ('rollback', rollback)):
             print('  %-9s %d hosts: first answer of the new release within %s ms; renames (history) within %s ms; %d polls'
                   % (what, n, run['seen_spread_ms'], run['switched_spread_ms'], run['polls']))
     return 0
-
-
-def previous_of(host: Host) -> str:
-    """The release the rollback goes to: the one before the live one, from the host's release chain."""
-    out = subprocess.run(['docker', 'exec', host.container, 'tail', '-n', '1', ROOT + '/.stagehand/history.jsonl'],
-                         stdout=subprocess.PIPE, check=True).stdout
-    return json.loads(out)['previous']
 
 
 if __name__ == '__main__':
