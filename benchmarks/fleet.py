@@ -147,11 +147,14 @@ def main() -> int:
     parser.add_argument('--tags', nargs='+', required=True, help='one-file-change tags of the app repository, in order')
     parser.add_argument('--sizes', nargs='+', type=int, default=[1, 3, 5])
     parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--spread-only', action='store_true', help='measure the switch spread only (no cost rounds)')
     parser.add_argument('--base', default='v2', help='the release every host holds; each rollback goes back to it')
     args = parser.parse_args()
     hosts = [Host(n, int(p), c) for n, p, c in (spec.split(':') for spec in args.hosts)]
     sizes = [n for n in args.sizes if n <= len(hosts)]
     tags = list(args.tags)
+    if args.spread_only:
+        args.rounds = 0
     need = args.rounds * len(sizes) + len(sizes)
     if len(tags) < need:
         raise SystemExit('--tags needs at least %d tags for %d rounds of %s hosts' % (need, args.rounds, sizes))
@@ -176,7 +179,7 @@ def main() -> int:
             print('%-6d %-5d %-10s %8.2f' % (rnd, n, 'rollback', seconds))
 
     print('\nmedians (seconds) and ratios to one host:')
-    for what in ('deploy', 'rollback'):
+    for what in ('deploy', 'rollback') if args.rounds else ():
         base = median(cost[what][sizes[0]])
         for n in sizes:
             print('  %-9s %d host(s): %7.2f s  %5.2fx' % (what, n, median(cost[what][n]), median(cost[what][n]) / base))
