@@ -45,6 +45,20 @@ def report_line(result: t.Mapping[str, t.Any], host: str, action: str | None = N
     return line + health_and_phases(result)
 
 
+# a switch this much (seconds) after its moment (at) is said to be late
+LATE = 0.05
+
+
+def late_warning(result: t.Mapping[str, t.Any], host: str) -> str | None:
+    """The warning for a switch that renamed the link more than :data:`LATE` after its moment (``at``), else None."""
+    late = result.get('late')
+    if not isinstance(late, (int, float)) or isinstance(late, bool) or late <= LATE:
+        return None
+    return ('%s switched %.1f ms after the moment it was given (at): its call started late, so the hosts did not switch '
+            'together; give the hosts more time (the deploy role: raise deploy_switch_delay, or forks to the number of hosts)'
+            % (host, late * 1000))
+
+
 def health_and_phases(result: t.Mapping[str, t.Any], phases: t.Mapping[str, t.Any] | None = None) -> str:
     """The end of a report line: how long the health check took and the seconds per phase (of the history line)."""
     health = result.get('health')
@@ -104,6 +118,9 @@ class ActionModule(ActionBase):
                                            wrap_async=wrap_async))
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+        warning = late_warning(result, str((task_vars or {}).get('inventory_hostname') or self._play_context.remote_addr))
+        if warning is not None:
+            display.warning(warning)
         if report and not wrap_async and not result.get('failed'):
             history = module_args.get('history')
             action = history.get('action') if isinstance(history, dict) else None

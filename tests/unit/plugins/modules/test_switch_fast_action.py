@@ -132,3 +132,19 @@ def test_report_prints_nothing_on_failure_or_without_the_option(switch_action):
     assert result['failed'] is True
     result, display = run_reporting(switch_action, {'root': '/srv/app', 'release': 'v1'}, ROLLED_BACK)
     display.assert_not_called()
+
+
+def test_a_late_switch_is_warned_about_naming_the_host_and_how_late(switch_action):
+    action = make_action(switch_action, {'root': '/srv/app', 'release': 'v1', 'at': 1796630400.0})
+    answer = {'changed': True, 'current': 'v1', 'late': 0.6565, 'switched_at': '2026-12-07T11:13:10.934Z'}
+    with mock.patch.object(action, '_execute_module', return_value=answer):
+        with mock.patch.object(action, '_remove_tmp_path'):
+            with mock.patch.object(switch_action.display, 'warning') as warning:
+                action.run(task_vars={'inventory_hostname': 'web3'})
+    (message,), _kwargs = warning.call_args
+    assert message.startswith('web3 switched 656.5 ms after the moment it was given (at)') and 'deploy_switch_delay' in message
+
+
+@pytest.mark.parametrize('late', [None, 0.0, 0.05, True])
+def test_a_switch_on_time_or_without_a_moment_is_not_warned_about(switch_action, late):
+    assert switch_action.late_warning({'late': late}, 'web1') is None
