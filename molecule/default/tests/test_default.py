@@ -52,6 +52,8 @@ def test_site_serves_v2(host):
     status, headers, body = _get(host, '/')
     assert status == 200
     assert headers['x-release'] == 'v2'
+    # nginx names the release that served the request itself, from the real path of the web root
+    assert headers['x-served-release'] == 'v2'
     assert V2_GREETING in body
     assert 'release: v2' in body
     # the memcached namespace is the release
