@@ -27,7 +27,10 @@ from ansible.utils.display import Display
 
 from ansible_collections.stagehand.deploy.plugins.action.lock import controller_facts, stale_retry
 from ansible_collections.stagehand.deploy.plugins.action.switch import fill_controller_args, health_and_phases
+from ansible_collections.stagehand.deploy.plugins.module_utils import _preview
+from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, release_for, resolve_ref
 from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create
+from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import load_manifest
 
 MODULE_NAME = 'stagehand.deploy.ship'
 MARK = '--stagehand-ship--'
@@ -42,7 +45,9 @@ def held_query(root: str) -> str:
             'for n in a b; do f=.stagehand/slots/$n.json; '
             'if [ -f "$f" ] && [ -d "slots/$n" ] && [ ! -L "slots/$n" ]; then cat "$f"; echo; echo %(mark)s; fi; done; '
             'echo %(mark)send; ls .stagehand/composes 2>/dev/null; '
-            'if [ -e .stagehand/lock ]; then echo; echo %(mark)slock; cat .stagehand/lock; fi; exit 0') % {'root': shlex.quote(root), 'mark': MARK}
+            'if [ -e .stagehand/lock ]; then echo; echo %(mark)slock; cat .stagehand/lock; fi; '
+            'if [ -f .stagehand/migrations.json ]; then echo; echo %(mark)smigrations; cat .stagehand/migrations.json; fi; '
+            'exit 0') % {'root': shlex.quote(root), 'mark': MARK}
 
 
 def _metas(text: str) -> list[dict[str, t.Any]]:
@@ -58,14 +63,22 @@ def _metas(text: str) -> list[dict[str, t.Any]]:
 
 
 def parse_held(output: str) -> dict[str, t.Any]:
-    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, lock}``, as release_info says them.
+    """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, lock, migrations}``, as release_info says them.
 
     ``lock``: the content of the deploy root's lock file (``{'raw': ...}`` when it is not JSON), None without one.
+    ``migrations``: the migrations record (``.stagehand/migrations.json``), None without a readable one.
 
     ``live`` is the release (or slot) ``current`` designates, ``live_kind`` ``releases`` or ``slots``.
     """
-    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
+    held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None,
+                              'migrations': None}
     output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
+    output, recorded, record_text = output.partition('\n' + MARK + 'migrations\n')
+    if recorded:
+        try:
+            held['migrations'] = json.loads(record_text)
+        except ValueError:
+            held['migrations'] = None
     output, locked, lock_text = output.partition('\n' + MARK + 'lock\n')
     if locked:
         try:
@@ -147,7 +160,7 @@ class ActionModule(ActionBase):
     """Write the delta on the controller, copy it to the host, run the module once."""
 
     TRANSFERS_FILES = True
-    _supports_check_mode = False
+    _supports_check_mode = True  # check mode: the preview of the deploy (see preview), the module is not run
     _supports_async = False
 
     def _upload(self, local: str, tmpdir: str, name: str) -> str:
@@ -155,13 +168,68 @@ class ActionModule(ActionBase):
         self._transfer_file(local, remote)
         return remote
 
+    def _preview(self, result: dict[str, t.Any], args: t.Mapping[str, t.Any], compose: dict[str, t.Any] | None,
+                 held: t.Mapping[str, t.Any], mode: str, host: str, report: bool) -> dict[str, t.Any]:
+        """Check mode: what the deploy would do on this host (:func:`_preview.plan`), from what it holds; nothing is written."""
+        release = args.get('release') or (compose or {}).get('release')
+        if not release:
+            naming = args.get('naming') or {}
+            try:
+                release = release_for({'repo': naming.get('repo'), 'ref': naming.get('version') or None,
+                                       'artifact': naming.get('artifact') or None, 'release': naming.get('release') or None},
+                                      resolve_ref(naming['repo'], naming['version'])[0] if naming.get('version') else None)
+            except (ComposeError, OSError, KeyError) as exc:
+                raise AnsibleActionFail('cannot name the release to preview: %s' % (getattr(exc, 'msg', None) or exc,)) from None
+        shipment = None
+        pending: list[str] | None = None
+        pending_reason = None
+        if compose is not None:
+            for key in ('artifact', 'manifest'):
+                if compose.get(key):
+                    compose[key] = os.path.expanduser(str(compose[key]))
+            work = tempfile.mkdtemp(prefix='stagehand-preview-')
+            try:
+                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [],
+                                  manifests=[os.path.expanduser(str(d)) for d in args.get('manifests') or []],
+                                  host_composes=list(held.get('composes') or []), shared=args.get('shared') or [],
+                                  check_mode=True, compose_id=compose['compose_id'])
+            except DeltaError as exc:
+                raise AnsibleActionFail('cannot work out what %s lacks of %s: %s' % (host, compose['compose_id'], exc.msg)) from None
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            migrations = args.get('migrations')
+            if isinstance(migrations, dict) and compose.get('manifest'):
+                ids = _preview.manifest_migrations((entry['path'] for entry in load_manifest(compose['manifest']).entries),
+                                                   str(migrations.get('dir') or 'migrations'))
+                pending, pending_reason = _preview.pending_migrations(ids, held.get('migrations'), migrations.get('database'))
+        live_slot = held.get('live') if held.get('live_kind') == 'slots' else None
+        failed = any(entry.get('name') == release and entry.get('status') == 'failed' and not entry.get('live')
+                     for entry in held.get('releases') or []) if mode == 'releases' else False
+        preview = _preview.plan(host, str(release), (compose or {}).get('compose_id'), mode, result.get('live'), live_compose(held),
+                                held.get('lock'), shipment, pending, pending_reason, failed,
+                                {'a': 'b', 'b': 'a'}.get(str(live_slot), 'a') if mode == 'slots' else None)
+        # the keys every ship result has, as a run that changed nothing yet would give them
+        result.update(changed=preview['changes'], release=release, compose_id=(compose or {}).get('compose_id'), preview=preview,
+                      switched=False, needs_migrate=False, needs_phases=False, previous=result.get('live'), current=result.get('live'),
+                      staged=None, pending_migrations=pending or [], health=None, history=None, phases={}, failed_phase=None,
+                      manifest=None, signature=None, platform=None)
+        if self._task.diff and preview['switch'] is not None:
+            result['diff'] = {'before': 'current -> %s\n' % (preview['live'] or 'nothing'), 'after': 'current -> %s\n' % release,
+                              'before_header': '%s (live)' % host, 'after_header': '%s (after the deploy)' % host}
+        if report:
+            display.display(preview['line'] + '.')
+        return result
+
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         del tmp  # unused, see ActionBase.run
         args = dict(self._task.args)
         report = boolean(args.get('report', False), strict=False)
         compose = args.get('compose')
-        if not isinstance(compose, dict) or not compose.get('compose_id') or not compose.get('artifact'):
+        check_mode = bool(self._task.check_mode)
+        if check_mode and isinstance(compose, dict) and not compose.get('compose_id'):
+            compose = None  # not composed yet: the preview says so
+        elif not isinstance(compose, dict) or not compose.get('compose_id') or not compose.get('artifact'):
             raise AnsibleActionFail('compose must be the result of stagehand.deploy.compose (compose_id, manifest, artifact); got %r' % (compose,))
         mode = args.get('mode') or 'releases'
         if mode not in ('releases', 'slots'):
@@ -179,6 +247,8 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get('inventory_hostname')
         # what was live when the call began, read from the host: the failure message of the deploy says it is still live
         result['live'] = live_label(held, mode)
+        if check_mode:
+            return self._preview(result, args, compose, held, mode, str(host or self._play_context.remote_addr), report)
         # never "already live, nothing changed" while a lock is left: the module takes it over (a dead holder, whose
         # history it completes) or is refused by it (a live one)
         locked = bool(held.get('lock'))
@@ -232,7 +302,7 @@ class ActionModule(ActionBase):
             shutil.rmtree(work, ignore_errors=True)
 
         sent = sent_summary(shipment, kept, time.monotonic() - started)
-        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live')}
+        module_args = {k: v for k, v in args.items() if k not in ('held', 'manifests', 'end_if_live', 'naming')}
         module_args['compose'] = {k: compose.get(k) for k in ('compose_id', 'manifest', 'artifact', 'signature')}
         module_args['upload'] = upload
         if isinstance(module_args.get('history'), dict):

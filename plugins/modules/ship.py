@@ -303,9 +303,15 @@ options:
       phases:
         description: Seconds per phase measured by the caller, recorded with those timed here.
         type: dict
+  naming:
+    description:
+      - Check mode only, when O(compose) has no compose yet: what names the release, by the collection's one naming rule
+        (C(repo) and C(version), or C(artifact), and C(release) as C(-e release) gives it). The module ignores it.
+    type: dict
   report:
     description:
-      - Print one line on the controller saying what was sent and what went live. The module ignores it.
+      - Print one line on the controller saying what was sent and what went live (in check mode, what the deploy
+        would do). The module ignores it.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -327,11 +333,19 @@ attributes:
   bypass_host_loop:
     support: none
   check_mode:
-    support: none
+    support: full
     details:
-      - A deploy is not run in check mode; the task fails in check mode and changes nothing.
+      - The preview of the deploy; the module is not run. The action plugin reads what the host holds (one read-only
+        shell command) and works out, without writing anything on the controller or the host, what the deploy would
+        send (files and bytes the host lacks), stage, migrate (from the host's migrations record) and switch, or that
+        the lock is held or the compose is live already. RV(preview) holds it, O(report) prints it as one line, and
+        RV(changed) says whether the deploy would change anything.
+      - A O(compose) without C(compose_id) (the store has none yet) is previewed as "compose it first"; the release
+        is then named from O(naming).
   diff_mode:
-    support: none
+    support: partial
+    details:
+      - In check mode, the live link before and after the deploy.
   idempotent:
     description: When run twice in a row with the same arguments, the second run reports no change.
     support: partial
@@ -406,13 +420,50 @@ release:
   type: str
   sample: v1.4.0
 compose_id:
-  description: The compose id.
+  description: The compose id (in check mode, null when the store has no compose yet).
   returned: always
   type: str
   sample: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+preview:
+  description:
+    - Check mode only. What the deploy would do on the host, worked out by the action plugin without changing anything.
+    - C(line) says it in one sentence, for example C(web1: would send 1 file(s) of 412 (2.1 kB), stage releases/v3
+      (hardlinks for every unchanged file), apply the migration(s) 0003_add_index (after a dump) and switch current
+      from v2 to v3).
+  returned: in check mode
+  type: dict
+  contains:
+    line:
+      description: The preview in one sentence.
+      type: str
+    already_live:
+      description: The release is live with this compose already; the deploy would change nothing.
+      type: bool
+    send:
+      description: C(files), C(total_files), C(bytes) and the first C(paths) the host lacks; null when nothing is composed yet.
+      type: dict
+    stage:
+      description: Where the release would be staged (C(releases/<name>), or C(slot <a|b>)); null when nothing would change.
+      type: str
+    migrations:
+      description: The migrations the host's record says the database lacks; null when the record cannot say (C(migrations_note)).
+      type: list
+      elements: str
+    migrations_note:
+      description: Why the record cannot say, or null.
+      type: str
+    switch:
+      description: C(from) (what is live, or null) and C(to) (the release); null when nothing would change.
+      type: dict
+    lock:
+      description: The lock file's content when the deploy lock is held; the deploy would then be refused (or take it over).
+      type: dict
+    changes:
+      description: Whether the deploy would change anything.
+      type: bool
 sent:
   description: What was sent to the host (set by the action plugin).
-  returned: always
+  returned: unless in check mode
   type: dict
   contains:
     files:
@@ -593,6 +644,7 @@ def main() -> None:
                 phases=dict(type='dict'),
             )),
             report=dict(type='bool', default=False),
+            naming=dict(type='dict'),
         ),
         supports_check_mode=False,
     )

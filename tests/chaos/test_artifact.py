@@ -52,3 +52,25 @@ def test_an_artifact_deploys_in_one_call_and_its_redeploy_reuses_the_compose(bed
     back = bed.run('rollback.yml', '-e', 'release=%s' % live_before)
     assert back.rc == 0, back.output[-3000:]
     assert bed.live()['release'] == live_before
+
+
+@pytest.mark.sample
+def test_a_check_mode_deploy_previews_each_host_and_changes_nothing(bed, work):
+    """deploy.yml --check --diff: what would be sent, staged, migrated and switched; the host exactly as before."""
+    built = bed.run('build.yml', '-e', 'version=v3')  # v3 adds migration 0003 to what v2 has
+    assert built.rc == 0, built.output[-3000:]
+    live = bed.live()['release']
+    before = bed.snapshot()
+    run = bed.run('deploy.yml', '--check', '--diff', '-e', 'version=v3')
+    assert run.rc == 0, run.output[-3000:]
+    assert bed.snapshot() == before
+    lines = [line for line in run.output.splitlines() if ': would send ' in line]
+    assert len(lines) == 1, run.output[-3000:]
+    assert 'stage releases/v3 (hardlinks for every unchanged file)' in lines[0] and 'apply the migration(s) 0003_' in lines[0]
+    assert lines[0].rstrip('.').endswith('switch current from %s to v3' % live), lines[0]
+    assert '+current -> v3' in run.output, run.output[-3000:]  # the diff
+    # a version the store has not composed: previewed as a compose to do first, still nothing changed
+    fresh = bed.run('deploy.yml', '--check', '-e', 'version=v5-bad-migration')
+    assert fresh.rc == 0, fresh.output[-3000:]
+    assert 'would compose v5-bad-migration on the controller first' in fresh.output, fresh.output[-3000:]
+    assert bed.snapshot() == before

@@ -66,16 +66,16 @@ def root(tmp_path):
 
 
 def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_path):
-    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
+    assert held_of(root) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None, 'migrations': None}
     crlf = 'releases/v1\r\n--stagehand-ship--\r\n--stagehand-ship--slots\r\n--stagehand-ship--end\r\n'
-    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': [], 'lock': None}
+    assert parse_held(crlf) == {'live': 'v1', 'live_kind': 'releases', 'releases': [], 'slots': [], 'composes': [], 'lock': None, 'migrations': None}
     v1 = store.compose('v1', APP)
     ship(tmp_path, v1, root, release='v1')
     held = held_of(root)
     assert held['live'] == 'v1'
     assert held['composes'] == [v1['id']]
     assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
-    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None}
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None, 'migrations': None}
     assert live_compose(held) == {'release': 'v1', 'compose_id': v1['id']}
 
 
