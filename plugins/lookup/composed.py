@@ -37,8 +37,11 @@ options:
     description: A tag, branch or commit of O(repo). Give either O(version) or O(artifact).
     type: str
   artifact:
-    description: A prebuilt artifact on the controller, a directory or a C(.tar.gz) (C(-e artifact=)).
-    type: path
+    description:
+      - A prebuilt artifact on the controller, a directory or a C(.tar.gz) (C(-e artifact=)); C(~) is expanded. Empty for
+        none.
+    type: str
+    default: ''
   web_root:
     description: With O(artifact), the web root the compose was checked for (the role's C(deploy_web_root)); empty for the default.
     type: str
@@ -85,6 +88,7 @@ _raw:
   elements: dict
 '''
 
+import os
 import re
 import typing as t
 
@@ -111,7 +115,7 @@ class LookupModule(LookupBase):
             return [{}]
         repo = self.get_option('repo')
         version = self.get_option('version')
-        artifact = self.get_option('artifact')
+        artifact = os.path.expanduser(self.get_option('artifact') or '')
         if bool(version) == bool(artifact) or (version and not repo):
             return [{}]  # the deploy refuses that input itself (start.yml), naming it
         try:
