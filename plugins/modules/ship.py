@@ -305,7 +305,7 @@ options:
         type: dict
   naming:
     description:
-      - Check mode only, when O(compose) has no compose yet: what names the release, by the collection's one naming rule
+      - Check mode only, when O(compose) has no compose yet. What names the release by the collection's one naming rule
         (C(repo) and C(version), or C(artifact), and C(release) as C(-e release) gives it). The module ignores it.
     type: dict
   report:
@@ -339,7 +339,7 @@ attributes:
         shell command) and works out, without writing anything on the controller or the host, what the deploy would
         send (files and bytes the host lacks), stage, migrate (from the host's migrations record) and switch, or that
         the lock is held or the compose is live already. RV(preview) holds it, O(report) prints it as one line, and
-        RV(changed) says whether the deploy would change anything.
+        C(changed) says whether the deploy would change anything.
       - A O(compose) without C(compose_id) (the store has none yet) is previewed as "compose it first"; the release
         is then named from O(naming).
   diff_mode:
@@ -427,9 +427,9 @@ compose_id:
 preview:
   description:
     - Check mode only. What the deploy would do on the host, worked out by the action plugin without changing anything.
-    - C(line) says it in one sentence, for example C(web1: would send 1 file(s) of 412 (2.1 kB), stage releases/v3
+    - "C(line) says it in one sentence, for example C(web1: would send 1 file(s) of 412 (2.1 kB), stage releases/v3
       (hardlinks for every unchanged file), apply the migration(s) 0003_add_index (after a dump) and switch current
-      from v2 to v3).
+      from v2 to v3)."
   returned: in check mode
   type: dict
   contains:
@@ -646,8 +646,12 @@ def main() -> None:
             report=dict(type='bool', default=False),
             naming=dict(type='dict'),
         ),
-        supports_check_mode=False,
+        # check mode is the action plugin's preview; the module itself never runs then
+        supports_check_mode=True,
     )
+    if module.check_mode:
+        module.fail_json(msg='in check mode the action plugin of stagehand.deploy.ship previews the deploy without running the '
+                             'module; run it through that action (the task stagehand.deploy.ship); nothing was done')
     params = dict(module.params)
     if params['upload'] is None:
         module.fail_json(msg='upload is set by the action plugin of stagehand.deploy.ship; run the module through it')
