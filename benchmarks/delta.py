@@ -16,6 +16,8 @@ for each way of deploying:
 
     releases   playbooks/deploy.yml and playbooks/rollback.yml (rollback to the previous release)
     slots      the same with deploy_mode=slots
+    artifact   releases mode deploying prebuilt artifacts instead of git versions: -e artifact=DIR/artifacts/<v>.tar.gz
+               (git archive of the version, made once, untimed, as a CI pipeline would hand it over)
     baseline   benchmarks/baseline/deploy.yml (community.general.deploy_helper + ansible.posix.synchronize
                of the whole tree, then finalize) and benchmarks/baseline/rollback.yml -e release=<the release
                live before (c)>
@@ -55,7 +57,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-MODES = ('releases', 'slots', 'baseline')
+MODES = ('releases', 'slots', 'artifact', 'baseline')
 CASES = (
     ('a', 'first deploy of v1'),
     ('b', 'redeploy of v1'),
@@ -158,6 +160,8 @@ def command(bench: Bench, mode: str, case: str, previous: dict[str, str], versio
         if version:
             return bench.playbook(mode, os.path.join(HERE, 'baseline', 'deploy.yml'), '-e', 'version=' + version)
         return bench.playbook(mode, os.path.join(HERE, 'baseline', 'rollback.yml'), '-e', 'release=' + previous[mode])
+    if version and mode == 'artifact':
+        return bench.playbook(mode, 'playbooks/deploy.yml', '-e', 'artifact=' + os.path.join(bench.work, 'artifacts', version + '.tar.gz'))
     if version:
         return bench.playbook(mode, 'playbooks/deploy.yml', '-e', 'version=' + version)
     return bench.playbook(mode, 'playbooks/rollback.yml')
@@ -295,7 +299,8 @@ def main() -> int:
     parser.add_argument('--container', required=True, help='name of the docker container behind the inventory host')
     parser.add_argument('--work', required=True, help='directory with vars-<mode>.yml and app-repo; gets logs/')
     parser.add_argument('--reps', type=int, default=5)
-    parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
+    parser.add_argument('--modes', nargs='+', choices=MODES, default=[mode for mode in MODES if mode != 'artifact'],
+                        help='ways of deploying (default: all but artifact, which needs DIR/artifacts/v1..v3.tar.gz)')
     parser.add_argument('--no-disk', action='store_true', help='skip the disk measurement')
     parser.add_argument('-e', '--extra-vars', action='append', default=[])
     args = parser.parse_args()
