@@ -75,7 +75,8 @@ def test_held_query_reads_releases_composes_and_the_live_link(store, root, tmp_p
     assert held['live'] == 'v1'
     assert held['composes'] == [v1['id']]
     assert held['releases'] == [{'name': 'v1', 'status': 'complete', 'manifest_digest': v1['id'], 'shared': ['storage'], 'live': True}]
-    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None, 'migrations': None}
+    assert held_of(str(tmp_path / 'missing')) == {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [],
+                                                  'lock': None, 'migrations': None}
     assert live_compose(held) == {'release': 'v1', 'compose_id': v1['id']}
 
 
