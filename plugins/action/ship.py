@@ -31,6 +31,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils import _preview
 from ansible_collections.stagehand.deploy.plugins.module_utils._compose import ComposeError, release_for, resolve_ref
 from ansible_collections.stagehand.deploy.plugins.module_utils._delta import DeltaError, create
 from ansible_collections.stagehand.deploy.plugins.module_utils._manifest import load_manifest
+from ansible_collections.stagehand.deploy.plugins.module_utils._state import inactive_slot
 
 MODULE_NAME = 'stagehand.deploy.ship'
 MARK = '--stagehand-ship--'
@@ -62,6 +63,19 @@ def _metas(text: str) -> list[dict[str, t.Any]]:
     return found
 
 
+def _last_section(output: str, name: str) -> tuple[str, str | None]:
+    """``output`` without the section ``name`` :func:`held_query` prints at its end, and that section's text (None: not printed)."""
+    rest, found, text = output.partition('\n' + MARK + name + '\n')
+    return rest, (text if found else None)
+
+
+def _json_or_none(text: str) -> t.Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def parse_held(output: str) -> dict[str, t.Any]:
     """What :func:`held_query` printed -> ``{live, live_kind, releases, slots, composes, lock, migrations}``, as release_info says them.
 
@@ -73,20 +87,14 @@ def parse_held(output: str) -> dict[str, t.Any]:
     held: dict[str, t.Any] = {'live': None, 'live_kind': None, 'releases': [], 'slots': [], 'composes': [], 'lock': None,
                               'migrations': None}
     output = output.replace('\r\n', '\n')  # a connection with a terminal ends lines with CR LF
-    output, recorded, record_text = output.partition('\n' + MARK + 'migrations\n')
-    if recorded:
-        try:
-            held['migrations'] = json.loads(record_text)
-        except ValueError:
-            held['migrations'] = None
-    output, locked, lock_text = output.partition('\n' + MARK + 'lock\n')
-    if locked:
-        try:
-            held['lock'] = json.loads(lock_text)
-        except ValueError:
-            held['lock'] = None
-        if not isinstance(held['lock'], dict):
-            held['lock'] = {'raw': lock_text[:200]}
+    # the sections held_query prints last, each the content of one JSON file (the last one first)
+    output, record_text = _last_section(output, 'migrations')
+    if record_text is not None:
+        held['migrations'] = _json_or_none(record_text)
+    output, lock_text = _last_section(output, 'lock')
+    if lock_text is not None:
+        lock = _json_or_none(lock_text)
+        held['lock'] = lock if isinstance(lock, dict) else {'raw': lock_text[:200]}
     head, sep, rest = output.partition(MARK + '\n')
     if not sep:
         return held
@@ -125,6 +133,14 @@ def live_label(held: t.Mapping[str, t.Any], mode: str) -> str | None:
             if entry.get('name') == held['live']:
                 return entry.get('release') or entry['name']
     return held['live']
+
+
+def what_host_lacks(compose: t.Mapping[str, t.Any], held: t.Mapping[str, t.Any], mode: str, manifests: list[str],
+                    shared: list[str], work: str, check_mode: bool = False) -> dict[str, t.Any]:
+    """:func:`_delta.create` of the compose against what the host holds (in check mode: worked out, nothing written)."""
+    return create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [], manifests=manifests,
+                  host_composes=list(held.get('composes') or []), shared=shared, check_mode=check_mode,
+                  compose_id=compose['compose_id'])
 
 
 display = Display()
@@ -169,7 +185,7 @@ class ActionModule(ActionBase):
         return remote
 
     def _preview(self, result: dict[str, t.Any], args: t.Mapping[str, t.Any], compose: dict[str, t.Any] | None,
-                 held: t.Mapping[str, t.Any], mode: str, host: str, report: bool) -> dict[str, t.Any]:
+                 held: t.Mapping[str, t.Any], mode: str, manifests: list[str], host: str, report: bool) -> dict[str, t.Any]:
         """Check mode: what the deploy would do on this host (:func:`_preview.plan`), from what it holds; nothing is written."""
         release = args.get('release') or (compose or {}).get('release')
         if not release:
@@ -184,15 +200,9 @@ class ActionModule(ActionBase):
         pending: list[str] | None = None
         pending_reason = None
         if compose is not None:
-            for key in ('artifact', 'manifest'):
-                if compose.get(key):
-                    compose[key] = os.path.expanduser(str(compose[key]))
             work = tempfile.mkdtemp(prefix='stagehand-preview-')
             try:
-                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [],
-                                  manifests=[os.path.expanduser(str(d)) for d in args.get('manifests') or []],
-                                  host_composes=list(held.get('composes') or []), shared=args.get('shared') or [],
-                                  check_mode=True, compose_id=compose['compose_id'])
+                shipment = what_host_lacks(compose, held, mode, manifests, args.get('shared') or [], work, check_mode=True)
             except DeltaError as exc:
                 raise AnsibleActionFail('cannot work out what %s lacks of %s: %s' % (host, compose['compose_id'], exc.msg)) from None
             finally:
@@ -207,7 +217,7 @@ class ActionModule(ActionBase):
                      for entry in held.get('releases') or []) if mode == 'releases' else False
         preview = _preview.plan(host, str(release), (compose or {}).get('compose_id'), mode, result.get('live'), live_compose(held),
                                 held.get('lock'), shipment, pending, pending_reason, failed,
-                                {'a': 'b', 'b': 'a'}.get(str(live_slot), 'a') if mode == 'slots' else None)
+                                inactive_slot(live_slot) if mode == 'slots' else None)
         # the keys every ship result has, as a run that changed nothing yet would give them
         result.update(changed=preview['changes'], release=release, compose_id=(compose or {}).get('compose_id'), preview=preview,
                       switched=False, needs_migrate=False, needs_phases=False, previous=result.get('live'), current=result.get('live'),
@@ -247,8 +257,12 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get('inventory_hostname')
         # what was live when the call began, read from the host: the failure message of the deploy says it is still live
         result['live'] = live_label(held, mode)
+        manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
+        for key in ('artifact', 'manifest', 'signature'):
+            if compose is not None and compose.get(key):
+                compose[key] = os.path.expanduser(str(compose[key]))
         if check_mode:
-            return self._preview(result, args, compose, held, mode, str(host or self._play_context.remote_addr), report)
+            return self._preview(result, args, compose, held, mode, manifests, str(host or self._play_context.remote_addr), report)
         # never "already live, nothing changed" while a lock is left: the module takes it over (a dead holder, whose
         # history it completes) or is refused by it (a live one)
         locked = bool(held.get('lock'))
@@ -261,17 +275,11 @@ class ActionModule(ActionBase):
                     args.get('release'), compose['compose_id'], host))
             return result
         composes = list(held.get('composes') or [])
-        manifests = [os.path.expanduser(str(d)) for d in args.get('manifests') or []]
-        for key in ('artifact', 'manifest', 'signature'):
-            if compose.get(key):
-                compose[key] = os.path.expanduser(str(compose[key]))
         started = time.monotonic()
         work = tempfile.mkdtemp(prefix='stagehand-ship-')
         try:
             try:
-                shipment = create(compose.get('manifest'), compose['artifact'], work, have=held.get(mode) or [],
-                                  manifests=manifests, host_composes=composes, shared=args.get('shared') or [],
-                                  compose_id=compose['compose_id'])
+                shipment = what_host_lacks(compose, held, mode, manifests, args.get('shared') or [], work)
             except DeltaError as exc:  # e.g. a manifest without the compose id as digest (create checks it), a corrupt artifact
                 result.update(failed=True, failed_phase='ship', changed=False, msg='cannot write what %s lacks of %s: %s. Nothing was sent'
                               % (host, compose['compose_id'], exc.msg.rstrip('.')))

@@ -1221,7 +1221,7 @@ def pack_compose(params: t.Mapping[str, t.Any], store: LocalStore | HttpStore, t
         if not store.remote_has(compose_id):
             store.upload(compose_id)
             changed = True
-    if params.get('artifact_key') and not params.get('step') == 'pack':
+    if params.get('artifact_key'):  # set by _compose for a whole compose (step all) of an artifact
         # read before the copy: the next deploy of the same artifact reuses this compose at once
         local.write_artifact(params['artifact_key'], {'compose_id': compose_id, 'release': release,
                                                       'artifact': params['artifact'], 'updated': now_iso()})
@@ -1280,11 +1280,11 @@ def _compose(params: t.Mapping[str, t.Any], check_mode: bool, warnings: list[str
                                                                        SIGNATURE)))
                 changed = _ensure_signature(store, compose_id, params.get('signing_key'))
                 return _result(store, compose_id, inputs, reused=True, changed=changed)
-        if params.get('artifact') and step == 'all' and not params.get('force') and isinstance(store, LocalStore):
+        if params.get('artifact') and step == 'all' and not params.get('force') and not check_mode and isinstance(store, LocalStore):
+            # recorded by pack_compose below when there is no compose of this artifact yet
             params['artifact_key'] = artifact_key(os.path.abspath(os.path.expanduser(params['artifact'])), params['release'],
                                                   params.get('web_root'))
-            found = find_artifact_compose(store, params['artifact_key'], params['release'],
-                                          [] if check_mode else warnings) if params['artifact_key'] and not check_mode else None
+            found = find_artifact_compose(store, params['artifact_key'], params['release'], warnings) if params['artifact_key'] else None
             if found is not None:
                 found['changed'] = _ensure_signature(store, found['compose_id'], params.get('signing_key'))
                 return found

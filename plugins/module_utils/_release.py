@@ -93,6 +93,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     STATUS_FAILED,
     STATUS_INCOMPLETE,
     DeployRoot,
+    inactive_slot,
     utc_now,
 )
 
@@ -1090,11 +1091,9 @@ def resolve_slot(droot: DeployRoot, slot: str) -> str:
     mode, live = droot.live()
     active = live if mode == MODE_SLOTS else None
     if slot == 'inactive':
-        if active is None:
-            return SLOT_NAMES[0]
-        return [s for s in SLOT_NAMES if s != active][0]
+        return inactive_slot(active)
     if slot == active:
-        other = [s for s in SLOT_NAMES if s != active][0]
+        other = inactive_slot(active)
         raise ReleaseError('slot %s is live (%s -> %s): populate the inactive slot %s instead (or use slot: inactive)'
                            % (slot, droot.current, droot.current_target(), other), slot=slot)
     return slot

@@ -66,6 +66,13 @@ def check_link_name(link: object) -> str:
     return link
 
 
+def inactive_slot(live_slot: str | None) -> str:
+    """The slot a deploy patches: the one that is not live, ``a`` when no slot is live."""
+    if live_slot not in SLOT_NAMES:
+        return SLOT_NAMES[0]
+    return SLOT_NAMES[1 - SLOT_NAMES.index(t.cast(str, live_slot))]
+
+
 def format_utc(moment: datetime.datetime) -> str:
     """``moment`` as an ISO 8601 UTC string with second precision (the format of :func:`utc_now`)."""
     return moment.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace('+00:00', 'Z')
@@ -328,6 +335,6 @@ class DeployRoot:
         """The chain in A/B mode: ``previous`` is the inactive slot when it holds a complete deploy."""
         if live_slot not in SLOT_NAMES:
             return {'live': None, 'previous': None, 'next': None}
-        other = SLOT_NAMES[1 - SLOT_NAMES.index(live_slot)]
+        other = inactive_slot(live_slot)
         previous = other if self.slot_status(other) == STATUS_COMPLETE else None
         return {'live': live_slot, 'previous': previous, 'next': None}

@@ -54,6 +54,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._state import (
     check_link_name,
     format_utc,
     format_utc_ms,
+    inactive_slot,
 )
 
 SWITCH_MODES = (MODE_RELEASES, MODE_SLOTS)
@@ -281,7 +282,7 @@ def _resolve_slot(droot: DeployRoot, current: dict[str, t.Any], release: str | N
                 'target=inactive needs a live slot to flip from, but %s; name the slot with target=a or target=b'
                 % _describe_current(droot, current)
             )
-        slot = SLOT_NAMES[1 - SLOT_NAMES.index(current['name'])]
+        slot = inactive_slot(current['name'])
     else:
         slot = t.cast(str, target)
     path = droot.slot_path(slot)
@@ -521,7 +522,7 @@ def rollback_text(droot: DeployRoot) -> str | None:
     """The link text a rollback from what is live now would switch to (previous good release, other slot), or None."""
     current = droot.inspect_current()
     if current['mode'] == MODE_SLOTS:
-        other = SLOT_NAMES[1 - SLOT_NAMES.index(current['name'])]
+        other = inactive_slot(current['name'])
         return DeployRoot.link_text(MODE_SLOTS, other) if os.path.isdir(droot.slot_path(other)) else None
     if current['mode'] == MODE_RELEASES:
         try:
