@@ -20,8 +20,13 @@ Order, under the deploy lock (taken first; held by someone else: refused, nothin
    the database holds (``.stagehand/migrations.json``); when some are pending (or the record
    cannot say), the run stops here with ``needs_migrate`` and the caller migrates and switches
    the usual way. The release (or slot) stays staged.
-4. switch -- with ``switch``: in slots mode and with ``opcache``, php-fpm's opcache is first
-   invalidated for the patched slot (:func:`_opcache.invalidate`); then
+4. preview -- with ``switch`` (its health URL) and ``preview_check`` (a port): in slots mode and with
+   ``opcache``, php-fpm's opcache is first invalidated for the patched slot
+   (:func:`_opcache.invalidate`); then the staged release answers the health request through
+   nginx's loopback preview server (:func:`_preview_health.check_staged`) before anyone sees it.
+   When it does not, nothing goes live: a release this run staged is removed (as the deploy role's
+   undo does), a slot is marked failed.
+5. switch -- with ``switch``:
    :func:`_switch.switch_guarded` (no second lock): rename of ``current``, post commands, health
    check, switching straight back when they fail, which then marks the release failed. The
    history line is appended there; a run that stops earlier appends its own (outcome
@@ -67,9 +72,10 @@ PHASE_LOCK = 'lock'
 PHASE_CHECK = 'verify'
 PHASE_STAGE = 'stage'
 PHASE_MIGRATIONS = 'migrate'
+PHASE_PREVIEW = 'preview'
 PHASE_SWITCH = 'switch'
 HISTORY_PHASE = {PHASE_LOCK: PHASE_LOCK, PHASE_CHECK: PHASE_STAGE, PHASE_STAGE: PHASE_STAGE, PHASE_MIGRATIONS: PHASE_MIGRATIONS,
-                 PHASE_SWITCH: PHASE_SWITCH}
+                 PHASE_PREVIEW: PHASE_PREVIEW, PHASE_SWITCH: PHASE_SWITCH}
 
 
 def _timed(phases: dict[str, float], phase: str, seconds: float) -> None:
@@ -108,14 +114,24 @@ def check_args(params: t.Mapping[str, t.Any]) -> None:
     env = params.get('env_file')
     if env is not None and not isinstance(env.get('content'), str):
         raise ShipError('env_file needs content, the text of shared/.env')
-    migrations = params.get('migrations')
-    if migrations is not None:
-        _switch.check_migrations_dir(migrations.get('dir'))
-    switch = params.get('switch')
-    if switch is not None:
-        _switch.check_post_commands(switch.get('post_commands') or [])
-        _switch.check_health_args(switch.get('health_url'), switch.get('health_release_header') or _switch.DEFAULT_RELEASE_HEADER,
-                                  switch.get('health_timeout') if switch.get('health_timeout') is not None else _switch.DEFAULT_HEALTH_TIMEOUT)
+    try:
+        migrations = params.get('migrations')
+        if migrations is not None:
+            _switch.check_migrations_dir(migrations.get('dir'))
+        preview = params.get('preview_check')
+        if preview is not None:
+            from ansible_collections.stagehand.deploy.plugins.module_utils import _preview_health  # pylint: disable=import-outside-toplevel
+            _preview_health.check_port(preview.get('port'))
+            timeout = preview.get('timeout')
+            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float('inf')):
+                raise ShipError('preview_check.timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
+        switch = params.get('switch')
+        if switch is not None:
+            _switch.check_post_commands(switch.get('post_commands') or [])
+            _switch.check_health_args(switch.get('health_url'), switch.get('health_release_header') or _switch.DEFAULT_RELEASE_HEADER,
+                                      switch.get('health_timeout') if switch.get('health_timeout') is not None else _switch.DEFAULT_HEALTH_TIMEOUT)
+    except _switch.SwitchError as exc:
+        raise ShipError(getattr(exc, 'msg', None) or str(exc)) from None
 
 
 def _ensure_dir(path: str, uid: int, gid: int, mode: int) -> bool:
@@ -321,6 +337,37 @@ def invalidate_opcache(root: str, slot: str, tree: str, files: list[str], opcach
                         % (slot, exc.msg)) from None
 
 
+def check_preview(droot: DeployRoot, mode: str, name: str, target: str, live: str | None,
+                  switch: t.Mapping[str, t.Any], preview: t.Mapping[str, t.Any], staged_now: bool = False) -> dict[str, t.Any]:
+    """The staged ``target`` (release or slot) checked through nginx's preview server; ShipError when it fails.
+
+    On a failure the release is removed when this run staged it (``staged_now``), as it never went
+    live; one that was on the host before is left as it was. A slot is marked failed by the caller.
+    """
+    from ansible_collections.stagehand.deploy.plugins.module_utils import _preview_health  # pylint: disable=import-outside-toplevel
+
+    timeout = preview.get('timeout')
+    if timeout is None:
+        timeout = switch.get('health_timeout') if switch.get('health_timeout') is not None else _switch.DEFAULT_HEALTH_TIMEOUT
+    try:
+        return _preview_health.check_staged(droot, mode, target, name, switch['health_url'], preview['port'],
+                                            header=switch.get('health_release_header') or _switch.DEFAULT_RELEASE_HEADER,
+                                            timeout=timeout, live=live)
+    except _preview_health.PreviewFailed as exc:
+        removed = False
+        if mode == MODE_RELEASES and staged_now:
+            # never live: removed, as the deploy role's undo removes a release its run staged (a slot is marked
+            # failed by the caller instead, as after any failure once it is patched)
+            try:
+                _release.remove_release(droot.root, name)
+                removed = True
+            except (_release.ReleaseError, OSError):
+                _mark_failed(droot, mode, name, None, '%s: %s' % (PHASE_PREVIEW, exc.msg))
+        raise ShipError(exc.msg, {'preview_check': exc.result, 'changed': True, 'discarded': removed}) from None
+    except _switch.SwitchError as exc:
+        raise ShipError(exc.msg, {'changed': False}) from None
+
+
 def _mark_failed(droot: DeployRoot, mode: str, name: str, slot: str | None, reason: str) -> None:
     """Mark the release (or in slots mode its slot) failed, so that nothing switches to it again by accident."""
     try:
@@ -367,7 +414,7 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
                         {'failed_phase': PHASE_CHECK, 'previous': None, 'current': None})
     result: dict[str, t.Any] = {'changed': False, 'release': name, 'compose_id': params['compose_id'], 'mode': mode, 'slot': None,
                                 'staged': None, 'switched': False, 'needs_migrate': False, 'needs_phases': False,
-                                'pending_migrations': [], 'previous': None, 'current': None, 'health': None, 'opcache': None,
+                                'pending_migrations': [], 'previous': None, 'current': None, 'health': None, 'opcache': None, 'preview_check': None,
                                 'history': None, 'phases': {}, 'failed_phase': None, 'signature': None, 'platform': None,
                                 'manifest': None, 'warnings': []}
     lock_args = params.get('lock')
@@ -443,6 +490,14 @@ def run(params: t.Mapping[str, t.Any], run_command: t.Callable[[list[str]], tupl
             started = clock()
             result['opcache'] = invalidate_opcache(root, t.cast(str, slot), tree, staged.get('changed_files') or [], opcache)
             _timed(result['phases'], PHASE_SWITCH, clock() - started)
+        preview = params.get('preview_check')
+        if preview is not None and preview.get('port') and switch.get('health_url'):
+            phase, started = PHASE_PREVIEW, clock()
+            result['preview_check'] = check_preview(droot, mode, name, t.cast(str, slot) if mode == MODE_SLOTS else name, live, switch, preview,
+                                                    staged_now=bool(staged.get('changed')))
+            result['changed'] |= result['preview_check']['changed']
+            _timed(result['phases'], phase, clock() - started)
+            phase = PHASE_SWITCH
         history = params.get('history')
         if history is not None:
             history = dict(history, phases=dict(history.get('phases') or {}, **result['phases']))

@@ -41,6 +41,12 @@ description:
     releases on the host show that none of them is irreversible. Otherwise (an older version deployed after an
     irreversible migration, or nothing here tells) it ends with RV(needs_migrate=true), and the deploy role's migrate
     phase decides on the database itself, refusing the deploy unless a restore is asked for.
+  - With O(switch) and O(preview_check), the staged release is checked before anyone sees it; C(<root>/preview) is
+    pointed at it (one rename) and the health request of O(switch.health_url) (its path and query) is sent to nginx's
+    loopback preview server, which serves the web root below C(<root>/preview) (the M(stagehand.deploy.preview_health)
+    check, after the opcache invalidation in slots mode). When it does not answer 200 with the release in
+    O(switch.health_release_header) within the timeout, nothing goes live, the release (or slot) is marked failed and
+    the task fails naming the URL and what it answered.
   - With O(switch), C(current) is then switched to the release, O(switch.post_commands) run and O(switch.health_url)
     checked, as M(stagehand.deploy.switch) does with O(stagehand.deploy.switch#module:revert_on_failure=true). When
     they fail, the host is switched straight back, the release is marked failed and the task fails.
@@ -245,6 +251,19 @@ options:
         description: Seconds to wait for the health check.
         type: float
         default: 10.0
+  preview_check:
+    description:
+      - Check the staged release through nginx's preview server before the switch (needs O(switch.health_url); without
+        it there is no health check and no preview check). Omitted, or O(preview_check.port=0), no preview check.
+    type: dict
+    suboptions:
+      port:
+        description: The port of the loopback-only preview server (the nginx role's C(nginx_preview_port)); V(0) for no check.
+        type: int
+        required: true
+      timeout:
+        description: Seconds the staged release has to answer healthy. Default O(switch.health_timeout).
+        type: float
   lock:
     description:
       - Take the deploy lock for the call, as O(stagehand.deploy.switch#module:lock) does; the action plugin fills in
@@ -530,6 +549,14 @@ current:
   returned: always
   type: str
   sample: v1.4.0
+preview_check:
+  description:
+    - The preview check of the staged release before the switch (C(url), C(link), C(changed), and C(health) as
+      M(stagehand.deploy.switch) returns it), or null when none ran.
+  returned: always
+  type: dict
+  sample: {url: 'http://127.0.0.1:8180/health', link: '/srv/shop/preview -> releases/v1.4.0', changed: true,
+           health: {ok: true, attempts: 1, elapsed: 0.01, status: 200, release: v1.4.0}}
 health:
   description: The health check result, as M(stagehand.deploy.switch) returns it; null without one.
   returned: always
@@ -548,7 +575,7 @@ phases:
   type: dict
   sample: {lock: 0.001, stage: 0.41, migrate: 0.002}
 failed_phase:
-  description: The phase that failed (V(lock), V(verify), V(stage), V(switch)); null on success.
+  description: The phase that failed (V(lock), V(verify), V(stage), V(preview), V(switch)); null on success.
   returned: always
   type: str
   sample: null
@@ -625,6 +652,10 @@ def main() -> None:
                 health_url=dict(type='str'),
                 health_release_header=dict(type='str', default='X-Release'),
                 health_timeout=dict(type='float', default=10.0),
+            )),
+            preview_check=dict(type='dict', options=dict(
+                port=dict(type='int', required=True),
+                timeout=dict(type='float'),
             )),
             lock=dict(type='dict', options=dict(
                 owner=dict(type='str'),

@@ -120,18 +120,6 @@ options:
       - Also checked when the release was already live; a failure then fails the task, with nothing to revert.
       - Not requested in check mode.
     type: str
-  health_release_header:
-    description:
-      - The response header that names the release serving the request.
-      - V("") checks only the status code.
-    type: str
-    default: X-Release
-  health_timeout:
-    description:
-      - Seconds to keep trying O(health_url) before the check counts as failed. Must be greater than 0.
-      - At least one request is always made.
-    type: float
-    default: 10
   revert_on_failure:
     description:
       - When a post command or the health check fails after the link changed, point the link back at what was live
@@ -280,6 +268,7 @@ options:
         type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - stagehand.deploy.health
   - ansible.builtin.action_common_attributes.flow
 attributes:
   action:

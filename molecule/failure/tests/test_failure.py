@@ -34,8 +34,9 @@ def test_history_records_every_outcome(host):
         ('deploy', 'refused'),
         ('deploy', 'rolled_back'),
         ('deploy', 'failed'),
+        ('deploy', 'failed'),
         ('deploy', 'interrupted'),
-        ('deploy', 'rolled_back'),
+        ('deploy', 'failed'),
         ('rollback', 'refused'),
         # (the empty artifact, refused by the compose on the controller before the lock: no line at all)
         ('deploy', 'success'),
@@ -44,8 +45,8 @@ def test_history_records_every_outcome(host):
     # v1 and v4-broken-health add no migration, so they take the fast path (tasks/fast.yml: one
     # ship call, which knows the release before it takes the lock); v5-bad-migration has one to
     # apply, so it goes through the phases after the ship call staged it
-    assert [e['release'] for e in history[:4]] == ['v2', 'v1', 'v4-broken-health', 'v5-bad-migration']
-    locked, broken, bad_migration, killed, rerun, rollback, alt, again = history[1:]
+    assert [e['release'] for e in history[:5]] == ['v2', 'v1', 'v4-broken-health', 'v4-broken-health', 'v5-bad-migration']
+    locked, broken, previewed, bad_migration, killed, rerun, rollback, alt, again = history[1:]
     # refused at the lock, before anything was staged or switched: the error names the holder
     assert 'held by someone-else on controller other-laptop' in locked['error']
     assert "'deploy by hand'" in locked['error']
@@ -54,6 +55,10 @@ def test_history_records_every_outcome(host):
     assert 'health check' in broken['error']
     # went live, failed its health check, switched back inside the same call
     assert {'build', 'ship', 'lock', 'stage', 'migrate', 'switch', 'health'} <= set(broken['phases'])
+    # with the preview check: refused before the switch, nothing went live (no switch, no health phase)
+    assert previewed['previous'] == 'v2' and 'did not pass its preview check' in previewed['error']
+    assert 'preview' in previewed['phases'] and not {'switch', 'health'} & set(previewed['phases'])
+    assert previewed.get('switched') is None
     assert bad_migration['previous'] == 'v2'
     assert '0004_' in bad_migration['error']
     assert 'switch' not in bad_migration['phases']
@@ -72,13 +77,12 @@ def test_history_records_every_outcome(host):
     assert (again['release'], again['previous']) == ('v2', 'v2alt')
 
 
-def test_release_that_failed_its_health_check_is_marked_failed(host):
-    meta = _json(host, ROOT + '/.stagehand/releases/v4-broken-health.json')
-    assert meta['status'] == 'failed'
-    assert meta['failed_reason'].startswith('switch: ')
-    assert 'health check' in meta['failed_reason']
-    # it stays on disk (status.yml shows why it failed) but nothing points at it
-    assert host.file(ROOT + '/releases/v4-broken-health').is_directory
+def test_release_refused_by_its_preview_check_is_gone(host):
+    # marked failed after the switched-back deploy (checked by side_effect.yml right then); the deploys
+    # with the preview check staged it again, and as it never went live, removed it
+    assert not host.file(ROOT + '/releases/v4-broken-health').exists
+    assert not host.file(ROOT + '/.stagehand/releases/v4-broken-health.json').exists
+    assert host.file(ROOT + '/preview').linked_to == ROOT + '/releases/v4-broken-health'
     assert _json(host, ROOT + '/.stagehand/releases/v2.json')['status'] == 'complete'
 
 
@@ -87,7 +91,7 @@ def test_release_whose_migration_failed_is_gone(host):
     assert not host.file(ROOT + '/.stagehand/releases/v5-bad-migration.json').exists
     assert not host.file(ROOT + '/.stagehand/manifests/v5-bad-migration.json').exists
     assert host.check_output('ls -A %s', ROOT + '/.stagehand/stage') == ''
-    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v2alt', 'v4-broken-health']
+    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v2alt']
 
 
 def test_failed_migration_is_not_recorded(host):

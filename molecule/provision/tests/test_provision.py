@@ -141,3 +141,12 @@ def test_rejected_changes_left_the_old_configuration_in_force(host):
     assert _status(host, '/') == '200'
     for tree in ('/etc/nginx', '/etc/php/8.2/fpm'):
         assert not host.file(tree + '/.stagehand-patch').exists, tree
+
+
+def test_preview_server_listens_on_loopback_only_and_serves_the_preview_link(host):
+    assert _listeners(host, 8180) == [('tcp', '127.0.0.1:8180')]
+    # nothing staged yet: the preview link does not exist, so the preview server has nothing to serve
+    assert not host.file(ROOT + '/preview').exists
+    assert host.check_output('curl -s -o /dev/null -w "%%{http_code}" %s', 'http://127.0.0.1:8180/') == '404'
+    conf = host.file(VHOST).content_string
+    assert 'listen 127.0.0.1:8180;' in conf and 'root %s/preview/public;' % ROOT in conf
