@@ -155,14 +155,23 @@ def sent_summary(shipment: t.Mapping[str, t.Any], kept: bool, seconds: float) ->
             'manifest_delta_entries': shipment.get('manifest_delta_entries'), 'base': shipment.get('base'), 'seconds': round(seconds, 3)}
 
 
-def report_line(result: t.Mapping[str, t.Any], host: str) -> str:
-    """One line, the ship phase's report followed by what went live, the health check and the phases."""
+def report_line(result: t.Mapping[str, t.Any], host: str, prepared: bool = False) -> str:
+    """One line, the ship phase's report followed by what went live, the health check and the phases.
+
+    ``prepared``: the call only staged the release (no ``switch``, the deploy role's prepare phase).
+    """
     sent = result.get('sent') or {}
     how = {'kept': 'kept on the host', 'whole': 'in full'}.get(
         sent.get('manifest'), 'as a delta of %s entries against %s' % (sent.get('manifest_delta_entries'), sent.get('base')))
     line = '%s file(s) of %s sent (%s bytes, %s compressed); manifest %s (%s bytes); ' % (
         sent.get('files', 0), sent.get('total_files', 0), sent.get('bytes', 0), sent.get('archive_bytes', 0), how,
         sent.get('manifest_bytes', 0))
+    if prepared:
+        if result.get('previous') == result.get('release') and not (result.get('staged') or {}).get('changed'):
+            return line + '%s on %s: already live: nothing to do.' % (result.get('release'), host)
+        return line + '%s staged on %s (%s), not switched yet (live: %s).' % (
+            result.get('release'), host, 'staged now' if (result.get('staged') or {}).get('changed') else 'already staged',
+            result.get('previous') or 'nothing')
     if result.get('needs_migrate'):
         return line + '%s staged on %s, not switched: %s.' % (result.get('release'), host, result.get('needs_migrate_reason'))
     if result.get('switched'):
@@ -337,5 +346,5 @@ class ActionModule(ActionBase):
         self._remove_tmp_path(remote_tmp)
         result['sent'] = sent
         if report and not result.get('failed'):
-            display.display(report_line(result, str(host or self._play_context.remote_addr)))
+            display.display(report_line(result, str(host or self._play_context.remote_addr), prepared=args.get('switch') is None))
         return result

@@ -25,7 +25,7 @@ Order, under the deploy lock (taken first; held by someone else: refused, nothin
    (:func:`_opcache.invalidate`); then the staged release answers the health request through
    nginx's loopback preview server (:func:`_preview_health.check_staged`) before anyone sees it.
    When it does not, nothing goes live: a release this run staged is removed (as the deploy role's
-   undo does), a slot is marked failed.
+   undo does), one that was there before and a slot are marked failed.
 5. switch -- with ``switch``:
    :func:`_switch.switch_guarded` (no second lock): rename of ``current``, post commands, health
    check, switching straight back when they fail, which then marks the release failed. The
@@ -342,7 +342,8 @@ def check_preview(droot: DeployRoot, mode: str, name: str, target: str, live: st
     """The staged ``target`` (release or slot) checked through nginx's preview server; ShipError when it fails.
 
     On a failure the release is removed when this run staged it (``staged_now``), as it never went
-    live; one that was on the host before is left as it was. A slot is marked failed by the caller.
+    live; one that was on the host before is marked failed, so that no rollback goes to it. A slot
+    is marked failed by the caller.
     """
     from ansible_collections.stagehand.deploy.plugins.module_utils import _preview_health  # pylint: disable=import-outside-toplevel
 
@@ -362,7 +363,10 @@ def check_preview(droot: DeployRoot, mode: str, name: str, target: str, live: st
                 _release.remove_release(droot.root, name)
                 removed = True
             except (_release.ReleaseError, OSError):
-                _mark_failed(droot, mode, name, None, '%s: %s' % (PHASE_PREVIEW, exc.msg))
+                pass
+        if mode == MODE_RELEASES and not removed:
+            # on the host before this run (or not removable): marked failed, so that no rollback goes to it
+            _mark_failed(droot, mode, name, None, '%s: %s' % (PHASE_PREVIEW, exc.msg))
         raise ShipError(exc.msg, {'preview_check': exc.result, 'changed': True, 'discarded': removed}) from None
     except _switch.SwitchError as exc:
         raise ShipError(exc.msg, {'changed': False}) from None

@@ -33,7 +33,7 @@ def test_an_artifact_deploys_in_one_call_and_its_redeploy_reuses_the_compose(bed
     first = bed.run('deploy.yml', '-e', 'artifact=%s' % artifact)
     assert first.rc == 0, first.output[-3000:]
     # one call on the host: the fast path, not the phases
-    assert 'Ship, stage and switch to the release in one call' in first.output, first.output[-3000:]
+    assert 'Ship and stage the release in one call, switching to it when committing' in first.output, first.output[-3000:]
     assert 'Take the deploy lock of' not in first.output, first.output[-3000:]
     assert '%s is live on' % NAME in first.output, first.output[-3000:]
     live = bed.live()

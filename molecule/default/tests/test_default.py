@@ -10,7 +10,8 @@ import json
 ROOT = '/srv/www/shop'
 # The test value molecule.yml gives stagehand_db_password.
 DB_PASSWORD = 'molecule-default-pw'
-DEPLOY_PHASES = {'build', 'platform', 'lock', 'ship', 'stage', 'migrate', 'switch', 'post_switch'}
+# the phases of a deploy through them (v1, v2: migrations to apply); ship and stage are one call, 'prepare'
+DEPLOY_PHASES = {'build', 'platform', 'lock', 'prepare', 'migrate', 'preview', 'switch', 'post_switch'}
 # The page text v2 adds (tests/fixtures/app-repo/v2.patch).
 V2_GREETING = 'Welcome to the stagehand example app! Visits now record the browser.'
 

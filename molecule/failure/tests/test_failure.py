@@ -77,13 +77,17 @@ def test_history_records_every_outcome(host):
     assert (again['release'], again['previous']) == ('v2', 'v2alt')
 
 
-def test_release_refused_by_its_preview_check_is_gone(host):
-    # marked failed after the switched-back deploy (checked by side_effect.yml right then); the deploys
-    # with the preview check staged it again, and as it never went live, removed it
-    assert not host.file(ROOT + '/releases/v4-broken-health').exists
-    assert not host.file(ROOT + '/.stagehand/releases/v4-broken-health.json').exists
-    assert host.file(ROOT + '/preview').linked_to == ROOT + '/releases/v4-broken-health'
+def test_release_refused_by_its_preview_check_is_marked_failed(host):
+    # marked failed after the switched-back deploy (checked by side_effect.yml right then); the deploy with the
+    # preview check staged it again and, refused, removed it; the deploy killed after staging it left it
+    # complete, and the rerun, refused by its preview check too, marked it failed: no rollback goes to it
+    meta = _json(host, ROOT + '/.stagehand/releases/v4-broken-health.json')
+    assert meta['status'] == 'failed'
+    assert meta['failed_reason'].startswith('preview: ')
+    assert 'did not pass its preview check' in meta['failed_reason']
     assert _json(host, ROOT + '/.stagehand/releases/v2.json')['status'] == 'complete'
+    # the deploys since point the preview link at what they checked last: v2, the release deployed last
+    assert host.file(ROOT + '/preview').linked_to == ROOT + '/releases/v2'
 
 
 def test_release_whose_migration_failed_is_gone(host):
@@ -91,7 +95,7 @@ def test_release_whose_migration_failed_is_gone(host):
     assert not host.file(ROOT + '/.stagehand/releases/v5-bad-migration.json').exists
     assert not host.file(ROOT + '/.stagehand/manifests/v5-bad-migration.json').exists
     assert host.check_output('ls -A %s', ROOT + '/.stagehand/stage') == ''
-    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v2alt']
+    assert host.check_output('ls %s', ROOT + '/releases').split() == ['v2', 'v2alt', 'v4-broken-health']
 
 
 def test_failed_migration_is_not_recorded(host):

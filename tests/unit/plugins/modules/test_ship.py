@@ -203,6 +203,11 @@ def test_report_line_reads_like_the_ship_phase_report():
     staged = report_line({'sent': dict(sent, manifest='kept', manifest_bytes=0), 'needs_migrate': True, 'release': 'v2',
                           'needs_migrate_reason': 'migrations to apply: 0004_orders'}, 'web1')
     assert 'manifest kept on the host (0 bytes); v2 staged on web1, not switched: migrations to apply: 0004_orders.' in staged
+    # the prepare phase's call (no switch): staged, or already live
+    prepared = report_line({'sent': sent, 'release': 'v2', 'previous': 'v1', 'staged': {'changed': True}}, 'web1', prepared=True)
+    assert prepared.endswith('(612 bytes); v2 staged on web1 (staged now), not switched yet (live: v1).')
+    live = report_line({'sent': dict(sent, files=0), 'release': 'v2', 'previous': 'v2', 'staged': {'changed': False}}, 'web1', prepared=True)
+    assert live.endswith('v2 on web1: already live: nothing to do.')
 
 
 def test_a_manifest_without_the_digest_of_its_compose_is_refused(store, tmp_path):

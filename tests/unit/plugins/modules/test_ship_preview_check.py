@@ -106,6 +106,18 @@ def test_a_release_refused_by_its_preview_is_staged_again_by_the_next_deploy(sto
     assert DeployRoot(root).read_meta('v2')['status'] == 'complete'
 
 
+def test_a_release_already_on_the_host_that_fails_its_preview_is_marked_failed(store, root, tmp_path, servers):
+    ship(tmp_path, store.compose('v1', app('v1')), root, release='v1', **args(servers))
+    broken = store.compose('v2', app('v2', health=500))
+    ship(tmp_path, broken, root, release='v2', switch=None)  # staged only (a deploy's prepare call)
+    with pytest.raises(_ship.ShipError) as failed:
+        ship(tmp_path, broken, root, release='v2', **args(servers))
+    assert failed.value.result['discarded'] is False and not failed.value.result['staged']['changed']
+    meta = DeployRoot(root).read_meta('v2')
+    assert meta['status'] == 'failed' and meta['failed_reason'].startswith('preview: ')
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+
+
 def test_port_zero_switches_without_a_preview(store, root, tmp_path, servers):
     _public, preview = servers
     _made, result = ship(tmp_path, store.compose('v1', app('v1')), root, release='v1', **args(servers, preview_check={'port': 0}))
