@@ -53,12 +53,7 @@ def preview_url(health_url: str, port: int) -> str:
     ``http://127.0.0.1:8180/health?deep=1``).
     """
     _switch.check_health_args(health_url, '', _switch.DEFAULT_HEALTH_TIMEOUT)
-    rest = health_url.partition('://')[2]
-    cut = min([len(rest)] + [rest.index(c) for c in '/?#' if c in rest])
-    path = rest[cut:].split('#', 1)[0] or '/'
-    if not path.startswith('/'):
-        path = '/' + path
-    return 'http://127.0.0.1:%d%s' % (check_port(port), path)
+    return 'http://127.0.0.1:%d%s' % (check_port(port), _switch.split_url(health_url)[2])
 
 
 def link_path(droot: DeployRoot) -> str:

@@ -122,9 +122,8 @@ def check_args(params: t.Mapping[str, t.Any]) -> None:
         if preview is not None:
             from ansible_collections.stagehand.deploy.plugins.module_utils import _preview_health  # pylint: disable=import-outside-toplevel
             _preview_health.check_port(preview.get('port'))
-            timeout = preview.get('timeout')
-            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float('inf')):
-                raise ShipError('preview_check.timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
+            if preview.get('timeout') is not None:
+                _switch.check_seconds('preview_check.timeout', preview['timeout'])
         switch = params.get('switch')
         if switch is not None:
             _switch.check_post_commands(switch.get('post_commands') or [])
@@ -368,8 +367,8 @@ def check_preview(droot: DeployRoot, mode: str, name: str, target: str, live: st
             # on the host before this run (or not removable): marked failed, so that no rollback goes to it
             _mark_failed(droot, mode, name, None, '%s: %s' % (PHASE_PREVIEW, exc.msg))
         raise ShipError(exc.msg, {'preview_check': exc.result, 'changed': True, 'discarded': removed}) from None
-    except _switch.SwitchError as exc:
-        raise ShipError(exc.msg, {'changed': False}) from None
+    except _switch.SwitchError as exc:  # e.g. a plain directory where the preview link goes: nothing pointed or checked
+        raise ShipError(str(exc), {'changed': False}) from None
 
 
 def _mark_failed(droot: DeployRoot, mode: str, name: str, slot: str | None, reason: str) -> None:

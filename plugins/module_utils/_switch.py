@@ -717,8 +717,14 @@ def check_health_args(url: str | None, header: str | None, timeout: object) -> N
         raise SwitchError('health_url %r is invalid: use an http:// or https:// URL such as http://127.0.0.1/health' % (url,))
     if header is None or (header and not all(33 <= ord(c) < 127 and c not in '()<>@,;:\\"/[]?={}' for c in header)):
         raise SwitchError('health_release_header %r is invalid: use an HTTP header name such as X-Release (or "" not to check a header)' % (header,))
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float('inf'):
-        raise SwitchError('health_timeout %r is invalid: use a number of seconds greater than 0' % (timeout,))
+    check_seconds('health_timeout', timeout)
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` (seconds, > 0) as given; :class:`SwitchError` naming ``name`` and the value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
+        raise SwitchError('%s %r is invalid: use a number of seconds greater than 0' % (name, value))
+    return value
 
 
 # the furthest ahead a switch may be asked to wait for its moment (at): a fleet's commit waits seconds, not minutes
@@ -755,15 +761,23 @@ def wait_for_moment(at: float, wall: t.Callable[[], float] = time.time, sleep: t
         sleep(min(remaining, 0.5))
 
 
-def _plain_http_target(url: str) -> tuple[str, int, str, str] | None:
-    """``(host, port, host header, path)`` of a plain ``http://`` URL; None for anything else (https, user info)."""
-    scheme, sep, rest = url.partition('://')
-    if not sep or scheme.lower() != 'http':
-        return None
+def split_url(url: str) -> tuple[str, str, str]:
+    """``(scheme, host[:port], path with query)`` of ``url``; the fragment is dropped, an empty path is ``/``."""
+    scheme, _sep, rest = url.partition('://')
     cut = min([len(rest)] + [rest.index(c) for c in '/?#' if c in rest])
     hostport, path = rest[:cut], rest[cut:].split('#', 1)[0] or '/'
     if not path.startswith('/'):
         path = '/' + path
+    return scheme, hostport, path
+
+
+def _plain_http_target(url: str) -> tuple[str, int, str, str] | None:
+    """``(host, port, host header, path)`` of a plain ``http://`` URL; None for anything else (https, user info)."""
+    if '://' not in url:
+        return None
+    scheme, hostport, path = split_url(url)
+    if scheme.lower() != 'http':
+        return None
     if '@' in hostport or not hostport:
         return None
     if hostport.startswith('['):

@@ -45,8 +45,9 @@ description:
     pointed at it (one rename) and the health request of O(switch.health_url) (its path and query) is sent to nginx's
     loopback preview server, which serves the web root below C(<root>/preview) (the M(stagehand.deploy.preview_health)
     check, after the opcache invalidation in slots mode). When it does not answer 200 with the release in
-    O(switch.health_release_header) within the timeout, nothing goes live, the release (or slot) is marked failed and
-    the task fails naming the URL and what it answered.
+    O(switch.health_release_header) within the timeout, nothing goes live and the task fails naming the URL and what
+    it answered; a release this call staged is removed (as the deploy role's undo does), one that was on the host
+    before, and a slot, are marked failed, so that no rollback goes to them.
   - With O(switch), C(current) is then switched to the release, O(switch.post_commands) run and O(switch.health_url)
     checked, as M(stagehand.deploy.switch) does with O(stagehand.deploy.switch#module:revert_on_failure=true). When
     they fail, the host is switched straight back, the release is marked failed and the task fails.

@@ -27,21 +27,7 @@ from ansible_collections.stagehand.deploy.tests.unit.plugins.modules.test_switch
 class PreviewServer(AppServer):
     """The preview server: answers from whatever ``<root>/preview`` points at when the request comes."""
 
-    def answer(self):
-        if self.script:
-            return self.script.pop(0)
-        preview = os.path.join(self.root, 'preview')
-        try:
-            with open(os.path.join(preview, 'RELEASE')) as f:
-                release = f.read().strip()
-        except OSError:
-            return 404, None
-        try:
-            with open(os.path.join(preview, 'HEALTH')) as f:
-                status = int(f.read().strip())
-        except OSError:
-            status = 200
-        return status, release
+    link = 'preview'
 
     @property
     def port(self):

@@ -118,6 +118,17 @@ def test_a_release_already_on_the_host_that_fails_its_preview_is_marked_failed(s
     assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
 
 
+def test_a_directory_where_the_preview_link_goes_refuses_the_switch_naming_it(store, root, tmp_path, servers):
+    ship(tmp_path, store.compose('v1', app('v1')), root, release='v1', **args(servers))
+    os.remove(os.path.join(root, 'preview'))  # the link v1's check left, replaced by someone's directory
+    os.mkdir(os.path.join(root, 'preview'))
+    with pytest.raises(_ship.ShipError) as failed:
+        ship(tmp_path, store.compose('v2', app('v2')), root, release='v2', **args(servers))
+    assert failed.value.result['failed_phase'] == 'preview' and 'exists and is not a symlink' in failed.value.msg
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
+    assert os.path.isdir(os.path.join(root, 'preview')) and not os.listdir(os.path.join(root, 'preview'))
+
+
 def test_port_zero_switches_without_a_preview(store, root, tmp_path, servers):
     _public, preview = servers
     _made, result = ship(tmp_path, store.compose('v1', app('v1')), root, release='v1', **args(servers, preview_check={'port': 0}))

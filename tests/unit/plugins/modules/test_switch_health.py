@@ -44,6 +44,7 @@ class AppHandler(http.server.BaseHTTPRequestHandler):
 
 class AppServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    link = 'current'  # the link of the deploy root this server serves (nginx's root)
 
     def __init__(self, root):
         super().__init__(('127.0.0.1', 0), AppHandler)
@@ -54,7 +55,7 @@ class AppServer(http.server.ThreadingHTTPServer):
     def answer(self):
         if self.script:
             return self.script.pop(0)
-        current = os.path.join(self.root, 'current')
+        current = os.path.join(self.root, self.link)
         try:
             with open(os.path.join(current, 'RELEASE')) as f:
                 release = f.read().strip()
