@@ -208,6 +208,8 @@ class ActionModule(ActionBase):
         shipment = None
         pending: list[str] | None = None
         pending_reason = None
+        irreversible: list[str] = []
+        allow_irreversible = False
         if compose is not None:
             work = tempfile.mkdtemp(prefix='stagehand-preview-')
             try:
@@ -221,12 +223,17 @@ class ActionModule(ActionBase):
                 ids = _preview.manifest_migrations((entry['path'] for entry in load_manifest(compose['manifest']).entries),
                                                    str(migrations.get('dir') or 'migrations'))
                 pending, pending_reason = _preview.pending_migrations(ids, held.get('migrations'), migrations.get('database'))
+                if pending:
+                    irreversible = _preview.irreversible_migrations(
+                        pending, (entry['path'] for entry in load_manifest(compose['manifest']).entries),
+                        str(migrations.get('dir') or 'migrations'), _preview.read_from_artifact(compose.get('artifact') or ''))
+                allow_irreversible = bool(migrations.get('allow_irreversible'))
         live_slot = held.get('live') if held.get('live_kind') == 'slots' else None
         failed = any(entry.get('name') == release and entry.get('status') == 'failed' and not entry.get('live')
                      for entry in held.get('releases') or []) if mode == 'releases' else False
         preview = _preview.plan(host, str(release), (compose or {}).get('compose_id'), mode, result.get('live'), live_compose(held),
                                 held.get('lock'), shipment, pending, pending_reason, failed,
-                                inactive_slot(live_slot) if mode == 'slots' else None)
+                                inactive_slot(live_slot) if mode == 'slots' else None, irreversible, allow_irreversible)
         # the keys every ship result has, as a run that changed nothing yet would give them
         result.update(changed=preview['changes'], release=release, compose_id=(compose or {}).get('compose_id'), preview=preview,
                       switched=False, needs_migrate=False, needs_phases=False, previous=result.get('live'), current=result.get('live'),

@@ -12,9 +12,10 @@ send, stage, migrate and switch, or why it would be refused, with one line for t
 
 from __future__ import annotations
 
+import tarfile
 import typing as t
 
-from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import MIGRATION_RE
+from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import IRREVERSIBLE_MARK, MIGRATION_RE
 
 
 def manifest_migrations(paths: t.Iterable[str], migrations_dir: str) -> list[str]:
@@ -40,6 +41,49 @@ def pending_migrations(ids: list[str], record: object, database: str | None) -> 
     return [mid for mid in ids if mid not in applied], None
 
 
+def irreversible_migrations(pending: t.Sequence[str], paths: t.Iterable[str], migrations_dir: str,
+                            read: t.Callable[[list[str]], t.Mapping[str, bytes]]) -> list[str]:
+    """Which of ``pending`` are irreversible, by the rule of the migrate module (:class:`_migrate.Migration`).
+
+    One without a ``.down.sql`` in ``paths`` (the release's manifest) is; one with it is when its up
+    file has the line ``-- stagehand: irreversible``. ``read`` gets the paths of the up files to
+    look into and returns their contents (a file it cannot give counts as irreversible: the preview
+    never says a migration can be undone on a guess).
+    """
+    prefix = migrations_dir.strip('/') + '/'
+    have = set(paths)
+    irreversible = [mid for mid in pending if prefix + mid + '.down.sql' not in have]
+    to_read = [prefix + mid + '.up.sql' for mid in pending if mid not in irreversible]
+    contents = read(to_read) if to_read else {}
+    for mid in pending:
+        if mid in irreversible:
+            continue
+        sql = contents.get(prefix + mid + '.up.sql')
+        if sql is None or any(line.strip() == IRREVERSIBLE_MARK for line in sql.decode('utf-8', errors='replace').splitlines()):
+            irreversible.append(mid)
+    return [mid for mid in pending if mid in irreversible]
+
+
+def read_from_artifact(artifact: str) -> t.Callable[[list[str]], dict[str, bytes]]:
+    """A ``read`` for :func:`irreversible_migrations` that takes the files from a compose's ``.tar.gz`` (one pass)."""
+    def read(paths: list[str]) -> dict[str, bytes]:
+        wanted = set(paths)
+        found: dict[str, bytes] = {}
+        try:
+            with tarfile.open(artifact, mode='r|gz') as tar:
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        handle = tar.extractfile(member)
+                        if handle is not None:
+                            found[member.name] = handle.read()
+                        if len(found) == len(wanted):
+                            break
+        except (OSError, tarfile.TarError):
+            pass  # what was not read counts as irreversible
+        return found
+    return read
+
+
 def _size(count: int) -> str:
     for unit in ('bytes', 'kB', 'MB', 'GB'):
         if count < 1000 or unit == 'GB':
@@ -50,17 +94,22 @@ def _size(count: int) -> str:
 
 def plan(host: str, release: str, compose_id: str | None, mode: str, live: str | None, live_compose: t.Mapping[str, t.Any] | None,
          lock: t.Mapping[str, t.Any] | None, shipment: t.Mapping[str, t.Any] | None, pending: list[str] | None,
-         pending_reason: str | None, failed_attempt: bool, inactive_slot: str | None) -> dict[str, t.Any]:
+         pending_reason: str | None, failed_attempt: bool, inactive_slot: str | None,
+         irreversible: t.Sequence[str] = (), allow_irreversible: bool = False) -> dict[str, t.Any]:
     """What the deploy of ``release`` (compose ``compose_id``) would do on ``host``; ``line`` says it in one sentence.
 
     ``shipment`` is what :func:`_delta.create` in check mode says the host lacks (None when the
     release is not composed yet: what it would get is known after the build). ``lock``: the lock
     file on the host, if any. ``failed_attempt``: an earlier failed attempt of the release is there
     (it would be removed first). ``inactive_slot``: in slots mode, the slot that would be patched.
+    ``irreversible``: those of ``pending`` that cannot be undone (:func:`irreversible_migrations`);
+    without ``allow_irreversible`` the deploy would refuse them in its migrate phase, and the
+    preview says so instead of what it would switch.
     """
     preview: dict[str, t.Any] = {'host': host, 'release': release, 'compose_id': compose_id, 'mode': mode, 'live': live,
                                  'already_live': False, 'send': None, 'stage': None, 'migrations': pending,
-                                 'migrations_note': pending_reason, 'switch': None, 'lock': None, 'changes': True}
+                                 'migrations_note': pending_reason, 'irreversible': list(irreversible), 'refused': None,
+                                 'switch': None, 'lock': None, 'changes': True}
     if lock:
         holder = dict(lock)
         preview['lock'] = holder
@@ -87,8 +136,16 @@ def plan(host: str, release: str, compose_id: str | None, mode: str, live: str |
     if failed_attempt:
         parts.append('remove the failed earlier attempt of %s' % release)
     parts.append(('patch %s to it in place' % where) if mode == 'slots' else ('stage %s (hardlinks for every unchanged file)' % where))
+    if pending and irreversible and not allow_irreversible:
+        preview.update(refused='the migration(s) %s cannot be undone (no .down.sql, or the line "%s"); the deploy would '
+                               'apply them only with -e allow_irreversible=true' % (', '.join(irreversible), IRREVERSIBLE_MARK),
+                       switch=None, changes=False)
+        preview['line'] = ('%s: would be refused in phase migrate: %s. Nothing would change: %s stays live'
+                           % (host, preview['refused'], live or 'nothing'))
+        return preview
     if pending:
-        parts.append('apply the migration(s) %s (after a dump)' % ', '.join(pending))
+        marked = (' (%s irreversible)' % ', '.join(irreversible)) if irreversible else ''
+        parts.append('apply the migration(s) %s%s (after a dump)' % (', '.join(pending), marked))
     elif pending is None and pending_reason:
         parts.append('check the migrations (%s)' % pending_reason)
     parts.append('switch current from %s to %s' % (live or 'nothing', release))

@@ -231,6 +231,13 @@ options:
       database:
         description: The database the record must be about.
         type: str
+      allow_irreversible:
+        description:
+          - "Used by the preview in check mode only (the module never applies migrations). Without it, a deploy whose
+            pending migrations include an irreversible one (no C(.down.sql), or the line C(-- stagehand: irreversible))
+            is previewed as refused in its migrate phase, as the M(stagehand.deploy.migrate) module would refuse it."
+        type: bool
+        default: false
   switch:
     description:
       - Switch to the release once it is staged (and no migration is pending). Omit it to stage only.
@@ -472,8 +479,17 @@ preview:
     migrations_note:
       description: Why the record cannot say, or null.
       type: str
+    irreversible:
+      description: Those of C(migrations) that cannot be undone (no C(.down.sql), or marked irreversible in the up file).
+      type: list
+      elements: str
+    refused:
+      description:
+        - Why the deploy would be refused after reading the host (irreversible migrations without
+          O(migrations.allow_irreversible)); null otherwise. Nothing would change then.
+      type: str
     switch:
-      description: C(from) (what is live, or null) and C(to) (the release); null when nothing would change.
+      description: C(from) (what is live, or null) and C(to) (the release); null when nothing would change or the deploy would be refused.
       type: dict
     lock:
       description: The lock file's content when the deploy lock is held; the deploy would then be refused (or take it over).
@@ -647,6 +663,7 @@ def main() -> None:
             migrations=dict(type='dict', options=dict(
                 dir=dict(type='str', required=True),
                 database=dict(type='str'),
+                allow_irreversible=dict(type='bool', default=False),
             )),
             switch=dict(type='dict', options=dict(
                 post_commands=dict(type='list', elements='raw', default=[]),

@@ -61,12 +61,19 @@ def test_a_check_mode_deploy_previews_each_host_and_changes_nothing(bed, work):
     assert built.rc == 0, built.output[-3000:]
     live = bed.live()['release']
     before = bed.snapshot()
-    run = bed.run('deploy.yml', '--check', '--diff', '-e', 'version=v3')
+    # 0003 is irreversible: without allow_irreversible the deploy would be refused in its migrate phase
+    refused = bed.run('deploy.yml', '--check', '-e', 'version=v3')
+    assert refused.rc == 0, refused.output[-3000:]
+    assert bed.snapshot() == before
+    assert ': would be refused in phase migrate: the migration(s) 0003_' in refused.output, refused.output[-3000:]
+    assert 'Nothing would change: %s stays live' % live in refused.output, refused.output[-3000:]
+    run = bed.run('deploy.yml', '--check', '--diff', '-e', 'version=v3', '-e', 'allow_irreversible=true')
     assert run.rc == 0, run.output[-3000:]
     assert bed.snapshot() == before
     lines = [line for line in run.output.splitlines() if ': would send ' in line]
     assert len(lines) == 1, run.output[-3000:]
     assert 'stage releases/v3 (hardlinks for every unchanged file)' in lines[0] and 'apply the migration(s) 0003_' in lines[0]
+    assert 'irreversible) (after a dump)' in lines[0], lines[0]
     assert lines[0].rstrip('.').endswith('switch current from %s to v3' % live), lines[0]
     assert '+current -> v3' in run.output, run.output[-3000:]  # the diff
     # a version the store has not composed: previewed as a compose to do first, still nothing changed

@@ -11,8 +11,10 @@ never be run.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
+import tarfile
 from unittest import mock
 
 import pytest
@@ -112,3 +114,40 @@ def test_slots_mode_names_the_slot_that_would_be_patched():
     got = _preview.plan('web1', 'v3', 'sha256:' + '1' * 64, 'slots', 'v2', None, None,
                         {'files': 1, 'total_files': 9, 'bytes': 10, 'paths': []}, [], None, False, 'b')
     assert got['stage'] == 'slot b' and 'patch slot b to it in place' in got['line']
+
+
+def _artifact(tmp_path, files):
+    path = str(tmp_path / 'artifact.tar.gz')
+    with tarfile.open(path, 'w:gz') as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_pending_migration_without_down_file_or_marked_in_its_up_file_is_irreversible(tmp_path):
+    files = {'migrations/0002_b.up.sql': b'ALTER TABLE t ADD c INT;\n', 'migrations/0002_b.down.sql': b'ALTER TABLE t DROP c;\n',
+             'migrations/0003_c.up.sql': b'-- stagehand: irreversible\nDELETE FROM visits;\n',
+             'migrations/0003_c.down.sql': b'SELECT 1;\n', 'migrations/0004_d.up.sql': b'DROP TABLE old;\n'}
+    read = _preview.read_from_artifact(_artifact(tmp_path, files))
+    got = _preview.irreversible_migrations(['0002_b', '0003_c', '0004_d'], files, 'migrations', read)
+    assert got == ['0003_c', '0004_d']
+    assert _preview.irreversible_migrations(['0002_b'], files, 'migrations', read) == []
+    # an up file that cannot be read is never taken as reversible on a guess
+    missing = _preview.read_from_artifact(str(tmp_path / 'no-such.tar.gz'))
+    assert _preview.irreversible_migrations(['0002_b'], files, 'migrations', missing) == ['0002_b']
+
+
+def test_irreversible_pending_migrations_preview_as_refused_unless_allowed():
+    args = ('web1', 'v3', 'sha256:' + '2' * 64, 'releases', 'v2', None, None, {'files': 2, 'total_files': 9, 'bytes': 10, 'paths': []},
+            ['0002_b', '0003_c'], None, False, None)
+    refused = _preview.plan(*args, irreversible=['0003_c'])
+    assert refused['changes'] is False and refused['switch'] is None
+    assert refused['line'] == ('web1: would be refused in phase migrate: the migration(s) 0003_c cannot be undone (no .down.sql, '
+                               'or the line "-- stagehand: irreversible"); the deploy would apply them only with '
+                               '-e allow_irreversible=true. Nothing would change: v2 stays live')
+    allowed = _preview.plan(*args, irreversible=['0003_c'], allow_irreversible=True)
+    assert allowed['refused'] is None and allowed['changes'] is True
+    assert 'apply the migration(s) 0002_b, 0003_c (0003_c irreversible) (after a dump)' in allowed['line']
+    assert _preview.plan(*args)['irreversible'] == []
