@@ -155,6 +155,23 @@ def sent_summary(shipment: t.Mapping[str, t.Any], kept: bool, seconds: float) ->
             'manifest_delta_entries': shipment.get('manifest_delta_entries'), 'base': shipment.get('base'), 'seconds': round(seconds, 3)}
 
 
+# a shipment at least this large gets a progress line before it is sent, so that a job log (AWX) says what
+# the long step is doing instead of sitting silent
+PROGRESS_FILES = 1000
+PROGRESS_BYTES = 20 * 1000 * 1000
+
+
+def progress_line(host: str, release: t.Any, shipment: t.Mapping[str, t.Any]) -> str | None:
+    """``web1: sending 4512 file(s) of 4512 (26.3 MB) of v3, then staging it ...`` for a large shipment, else None."""
+    files = int(shipment.get('files') or 0)
+    size = int(shipment.get('bytes') or 0)
+    if files < PROGRESS_FILES and size < PROGRESS_BYTES:
+        return None
+    return '%s: sending %d file(s) of %d (%s, %s compressed) of %s, then staging it ...' % (
+        host, files, int(shipment.get('total_files') or 0), _preview.size_text(size),
+        _preview.size_text(int(shipment.get('archive_bytes') or 0)), release)
+
+
 def report_line(result: t.Mapping[str, t.Any], host: str, prepared: bool = False) -> str:
     """One line, the ship phase's report followed by what went live, the health check and the phases.
 
@@ -301,6 +318,9 @@ class ActionModule(ActionBase):
                               % (host, compose['compose_id'], exc.msg.rstrip('.')))
                 return result
             kept = compose['compose_id'] in composes
+            progress = progress_line(str(host), compose.get('release') or args.get('release'), shipment)
+            if progress:
+                display.display(progress)
             remote_tmp = self._make_tmp_path()
             # bytes: the size of the files the host lacks, checked against its free space before staging
             upload: dict[str, t.Any] = {'manifest': self._connection._shell.join_path(remote_tmp, 'manifest.json'),

@@ -84,7 +84,8 @@ def read_from_artifact(artifact: str) -> t.Callable[[list[str]], dict[str, bytes
     return read
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """``count`` bytes for a person: ``512 bytes``, ``2.1 kB``, ``26.3 MB``."""
     for unit in ('bytes', 'kB', 'MB', 'GB'):
         if count < 1000 or unit == 'GB':
             return ('%d %s' % (count, unit)) if unit == 'bytes' else ('%.1f %s' % (count, unit))
@@ -132,7 +133,7 @@ def plan(host: str, release: str, compose_id: str | None, mode: str, live: str |
         preview['send'] = {'files': shipment.get('files', 0), 'total_files': shipment.get('total_files', 0),
                            'bytes': shipment.get('bytes', 0), 'paths': list(shipment.get('paths') or [])}
         parts.append('send %d file(s) of %d (%s)' % (shipment.get('files', 0), shipment.get('total_files', 0),
-                                                     _size(int(shipment.get('bytes') or 0))))
+                                                     size_text(int(shipment.get('bytes') or 0))))
     if failed_attempt:
         parts.append('remove the failed earlier attempt of %s' % release)
     parts.append(('patch %s to it in place' % where) if mode == 'slots' else ('stage %s (hardlinks for every unchanged file)' % where))

@@ -150,3 +150,22 @@ def test_preview_server_listens_on_loopback_only_and_serves_the_preview_link(hos
     assert host.check_output('curl -s -o /dev/null -w "%%{http_code}" %s', 'http://127.0.0.1:8180/') == '404'
     conf = host.file(VHOST).content_string
     assert 'listen 127.0.0.1:8180;' in conf and 'root %s/preview/public;' % ROOT in conf
+
+
+# the side effect's second site: its web root is the top of the release (nginx_root .../current)
+TOP_DENIED = ['/vendor/autoload.php', '/vendor/README', '/vendor/', '/storage/logs/app.log', '/var/cache.txt', '/composer.json',
+              '/composer.lock', '/stagehand.yml', '/migrations/0001_a.up.sql', '/bin/console', '/RELEASE', '/vendor']
+
+
+def test_a_web_root_at_the_top_of_the_release_denies_what_is_not_meant_to_be_served(host):
+    def status(path):
+        return host.check_output('curl -s -o /dev/null -w "%%{http_code}" %s', 'http://127.0.0.1:8089' + path)
+
+    got = dict((path, status(path)) for path in TOP_DENIED)
+    assert got == dict((path, '403') for path in TOP_DENIED), got
+    assert host.check_output('curl -s %s', 'http://127.0.0.1:8089/vendor/autoload.php') != "vendor code ran"
+    assert status('/style.css') == '200'
+    assert status('/vendor-notes.txt') == '200'
+    assert host.check_output('curl -s %s', 'http://127.0.0.1:8089/') == 'top'
+    # the site whose web root is public/ has no such rule: nothing outside public/ is reachable there anyway
+    assert 'composer' not in host.file(VHOST).content_string

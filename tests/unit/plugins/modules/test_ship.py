@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, report_line
+from ansible_collections.stagehand.deploy.plugins.action.ship import held_query, live_compose, parse_held, progress_line, report_line
 from ansible_collections.stagehand.deploy.plugins.module_utils import _delta, _lock, _manifest, _release, _ship
 from ansible_collections.stagehand.deploy.plugins.module_utils._atomic import dump_json
 from ansible_collections.stagehand.deploy.tests.unit.plugins.modules import test_delta
@@ -208,6 +208,14 @@ def test_report_line_reads_like_the_ship_phase_report():
     assert prepared.endswith('(612 bytes); v2 staged on web1 (staged now), not switched yet (live: v1).')
     live = report_line({'sent': dict(sent, files=0), 'release': 'v2', 'previous': 'v2', 'staged': {'changed': False}}, 'web1', prepared=True)
     assert live.endswith('v2 on web1: already live: nothing to do.')
+
+
+def test_a_large_shipment_gets_a_progress_line_before_it_is_sent_and_a_small_one_none():
+    big = {'files': 4512, 'total_files': 4512, 'bytes': 26_300_000, 'archive_bytes': 8_100_000}
+    assert progress_line('web1', 'v3', big) == 'web1: sending 4512 file(s) of 4512 (26.3 MB, 8.1 MB compressed) of v3, then staging it ...'
+    assert progress_line('web1', 'v3', {'files': 3, 'total_files': 10, 'bytes': 25_000_000, 'archive_bytes': 1}).startswith('web1: sending 3 ')
+    assert progress_line('web1', 'v3', {'files': 999, 'total_files': 4512, 'bytes': 19_999_999}) is None
+    assert progress_line('web1', 'v3', {}) is None
 
 
 def test_a_manifest_without_the_digest_of_its_compose_is_refused(store, tmp_path):
