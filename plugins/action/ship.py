@@ -237,13 +237,13 @@ class ActionModule(ActionBase):
                 shutil.rmtree(work, ignore_errors=True)
             migrations = args.get('migrations')
             if isinstance(migrations, dict) and compose.get('manifest'):
-                ids = _preview.manifest_migrations((entry['path'] for entry in load_manifest(compose['manifest']).entries),
-                                                   str(migrations.get('dir') or 'migrations'))
+                paths = [entry['path'] for entry in load_manifest(compose['manifest']).entries]
+                migrations_dir = str(migrations.get('dir') or 'migrations')
+                ids = _preview.manifest_migrations(paths, migrations_dir)
                 pending, pending_reason = _preview.pending_migrations(ids, held.get('migrations'), migrations.get('database'))
                 if pending:
-                    irreversible = _preview.irreversible_migrations(
-                        pending, (entry['path'] for entry in load_manifest(compose['manifest']).entries),
-                        str(migrations.get('dir') or 'migrations'), _preview.read_from_artifact(compose.get('artifact') or ''))
+                    irreversible = _preview.irreversible_migrations(pending, paths, migrations_dir,
+                                                                    _preview.read_from_artifact(compose.get('artifact') or ''))
                 allow_irreversible = bool(migrations.get('allow_irreversible'))
         live_slot = held.get('live') if held.get('live_kind') == 'slots' else None
         failed = any(entry.get('name') == release and entry.get('status') == 'failed' and not entry.get('live')

@@ -77,6 +77,11 @@ class MigrateError(Exception):
         self.details = details
 
 
+def is_irreversible(sql: bytes, has_down: bool) -> bool:
+    """The rule: a migration cannot be undone without a ``.down.sql`` or with the line ``-- stagehand: irreversible``."""
+    return not has_down or any(line.strip() == IRREVERSIBLE_MARK for line in sql.decode('utf-8', errors='replace').splitlines())
+
+
 class Migration:
     """One migration of a release: its id, files, checksum (sha256 of the up file) and reversibility."""
 
@@ -87,8 +92,7 @@ class Migration:
         self.down_path = down_path
         self.sql = sql
         self.checksum = hashlib.sha256(sql).hexdigest()
-        marked = any(line.strip() == IRREVERSIBLE_MARK for line in sql.decode('utf-8', errors='replace').splitlines())
-        self.irreversible = down_path is None or marked
+        self.irreversible = is_irreversible(sql, down_path is not None)
 
 
 # -- validation --------------------------------------------------------------------------------

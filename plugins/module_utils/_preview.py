@@ -15,7 +15,7 @@ from __future__ import annotations
 import tarfile
 import typing as t
 
-from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import IRREVERSIBLE_MARK, MIGRATION_RE
+from ansible_collections.stagehand.deploy.plugins.module_utils._migrate import IRREVERSIBLE_MARK, MIGRATION_RE, is_irreversible
 
 
 def manifest_migrations(paths: t.Iterable[str], migrations_dir: str) -> list[str]:
@@ -43,7 +43,7 @@ def pending_migrations(ids: list[str], record: object, database: str | None) -> 
 
 def irreversible_migrations(pending: t.Sequence[str], paths: t.Iterable[str], migrations_dir: str,
                             read: t.Callable[[list[str]], t.Mapping[str, bytes]]) -> list[str]:
-    """Which of ``pending`` are irreversible, by the rule of the migrate module (:class:`_migrate.Migration`).
+    """Which of ``pending`` are irreversible, by the rule of the migrate module (:func:`_migrate.is_irreversible`).
 
     One without a ``.down.sql`` in ``paths`` (the release's manifest) is; one with it is when its up
     file has the line ``-- stagehand: irreversible``. ``read`` gets the paths of the up files to
@@ -59,7 +59,7 @@ def irreversible_migrations(pending: t.Sequence[str], paths: t.Iterable[str], mi
         if mid in irreversible:
             continue
         sql = contents.get(prefix + mid + '.up.sql')
-        if sql is None or any(line.strip() == IRREVERSIBLE_MARK for line in sql.decode('utf-8', errors='replace').splitlines()):
+        if sql is None or is_irreversible(sql, has_down=True):
             irreversible.append(mid)
     return [mid for mid in pending if mid in irreversible]
 
