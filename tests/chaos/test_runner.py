@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import typing as t
@@ -27,9 +28,10 @@ import ansible_runner  # pylint: disable=import-error
 from harness import REPO  # pylint: disable=import-error
 
 HOOK_LOG = '/var/tmp/stagehand-runner-hook.log'
+PROGRESS = {'ANSIBLE_STDOUT_CALLBACK': 'stagehand.deploy.progress'}
 
 
-def _private_dir(bed, work: str, name: str, extravars: dict[str, t.Any]) -> str:
+def _private_dir(bed, work: str, name: str, extravars: dict[str, t.Any], envvars: dict[str, str] | None = None) -> str:
     """A runner private data directory: the bed's inventory and secrets, the extra variables, runner's env."""
     pdd = os.path.join(work, name)
     shutil.rmtree(pdd, ignore_errors=True)
@@ -40,7 +42,7 @@ def _private_dir(bed, work: str, name: str, extravars: dict[str, t.Any]) -> str:
         extravars = dict(json.load(handle), **extravars)
     with open(os.path.join(pdd, 'env', 'extravars'), 'w', encoding='utf-8') as handle:
         json.dump(extravars, handle)
-    env = {key: value for key, value in bed.env().items() if key.startswith('ANSIBLE_')}
+    env = dict({key: value for key, value in bed.env().items() if key.startswith('ANSIBLE_')}, **(envvars or {}))
     with open(os.path.join(pdd, 'env', 'envvars'), 'w', encoding='utf-8') as handle:
         json.dump(env, handle)
     return pdd
@@ -54,8 +56,8 @@ def _stats(events: t.Iterable[dict[str, t.Any]]) -> dict[str, t.Any]:
     raise AssertionError('no playbook_on_stats event')
 
 
-def _run(bed, work: str, name: str, playbook: str, cmdline: str | None = None, **extravars: t.Any):
-    pdd = _private_dir(bed, work, name, extravars)
+def _run(bed, work: str, name: str, playbook: str, cmdline: str | None = None, envvars: dict[str, str] | None = None, **extravars: t.Any):
+    pdd = _private_dir(bed, work, name, extravars, envvars)
     return ansible_runner.run(private_data_dir=pdd, playbook=os.path.join(REPO, 'playbooks', playbook), ident=name,
                               cmdline=cmdline, quiet=True)
 
@@ -75,9 +77,13 @@ def test_runner_api_deploy_failing_deploy_and_rollback_report_their_outcome_as_d
     assert stats['hosts'][host]['message'] == preview['line'] and ': would ' in preview['line'], stats
     assert bed.snapshot() == before
 
-    deployed = _run(bed, work, 'runner-deploy', 'deploy.yml', version='v2', release='v2-runner')
+    # with the collection's stdout callback, as an AWX job would with ANSIBLE_STDOUT_CALLBACK set
+    deployed = _run(bed, work, 'runner-deploy', 'deploy.yml', envvars=PROGRESS, version='v2', release='v2-runner')
     output = deployed.stdout.read()
     assert (deployed.status, deployed.rc) == ('successful', 0), output[-4000:]
+    lines = output.splitlines()
+    assert re.search(r'^\[%s\] .+: changed \(\d+\.\d s\)$' % re.escape(host), output, re.M), output
+    assert not [line for line in lines if line.startswith('TASK [') or line.startswith('skipping:') or line.startswith('ok:')], output
     stats = _stats(deployed.events)
     assert stats['action'] == 'deploy' and stats['outcome'] == 'success', stats
     assert stats['release'] == 'v2-runner' and stats['previous'] == live_before, stats
@@ -89,8 +95,12 @@ def test_runner_api_deploy_failing_deploy_and_rollback_report_their_outcome_as_d
     assert deployed.stats['failures'] == {} and host in deployed.stats['ok']
     assert bed.live()['release'] == 'v2-runner'
 
-    broken = _run(bed, work, 'runner-broken', 'deploy.yml', version='v4-broken-health')
-    assert (broken.status, broken.rc) == ('failed', 2), broken.stdout.read()[-4000:]
+    broken = _run(bed, work, 'runner-broken', 'deploy.yml', envvars=PROGRESS, version='v4-broken-health')
+    output = broken.stdout.read()
+    assert (broken.status, broken.rc) == ('failed', 2), output[-4000:]
+    # a failure is shown in full, under the header of its task; no other task has a header
+    headers = [line for line in output.splitlines() if line.startswith('TASK [')]
+    assert headers and len(headers) == len(re.findall(r'^fatal: \[', output, re.M)), output
     stats = _stats(broken.events)
     assert stats['outcome'] == 'failed', stats
     mine = stats['hosts'][host]
