@@ -78,6 +78,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._platform import 
     PlatformError,
     Requirements,
     composer_requirements,
+    unfit_hosts,
 )
 from ansible_collections.stagehand.deploy.plugins.module_utils._signing import SignatureError, fingerprint, key_fingerprint, sign
 
@@ -1104,7 +1105,8 @@ def _build_env(commit: str | None, ref: str | None, release: str, mtime: int) ->
     return env
 
 
-def _source_inputs(tree: str, config: dict[str, t.Any]) -> dict[str, t.Any]:
+def requirements(tree: str, config: dict[str, t.Any]) -> Requirements:
+    """The platform requirements of ``tree``: composer.json, composer.lock and the ``platform`` of stagehand.yml."""
     req = Requirements()
     try:
         composer_requirements(tree, req)
@@ -1114,11 +1116,28 @@ def _source_inputs(tree: str, config: dict[str, t.Any]) -> dict[str, t.Any]:
             req.add_extension(ext, CONFIG_NAME)
     except PlatformError as exc:
         raise ComposeError(exc.msg) from None
+    return req
+
+
+def _source_inputs(tree: str, config: dict[str, t.Any]) -> dict[str, t.Any]:
     return {
         'composer_lock_sha256': sha256_file(os.path.join(tree, 'composer.lock')),
         'stagehand_yml_sha256': config['sha256'],
-        'platform': req.to_json(),
+        'platform': requirements(tree, config).to_json(),
     }
+
+
+def refuse_unfit_hosts(tree: str, config: dict[str, t.Any], hosts: t.Mapping[str, t.Any], source: str) -> None:
+    """Before the build runs: refuse the compose when a host's php-fpm cannot run what the source requires.
+
+    What the build adds (a composer.lock it writes) is checked later, on every host, before anything is staged.
+    """
+    unfit = unfit_hosts(hosts, requirements(tree, config))
+    if unfit:
+        where = ('%d hosts' % len(unfit)) if len(unfit) > 1 else 'host'
+        raise ComposeError('%s cannot run on %s %s. Found before building: nothing was built, sent or changed on any host'
+                           % (source, where, '; '.join('%s: %s' % item for item in unfit.items())),
+                           failed_phase='platform', unfit_hosts=unfit)
 
 
 def build_tree(params: t.Mapping[str, t.Any], work: str, commit: str | None, mtime: int) -> dict[str, t.Any]:
@@ -1130,6 +1149,8 @@ def build_tree(params: t.Mapping[str, t.Any], work: str, commit: str | None, mti
     else:
         copy_artifact(os.path.abspath(os.path.expanduser(params['artifact'])), tree)
     config = load_config(tree, params.get('default_build') or [])
+    if params.get('platform_hosts'):
+        refuse_unfit_hosts(tree, config, params['platform_hosts'], _source_text(params, commit))
     build = config['build'] if commit is not None else []
     env = _build_env(commit, params.get('ref'), params['release'], mtime)
     log = run_build(tree, build, env, commit)

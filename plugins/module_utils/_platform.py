@@ -308,15 +308,36 @@ def check(version: str, modules: t.Iterable[str], php: t.Iterable[str], extensio
     return {'version': version, 'php_failed': failed, 'missing_extensions': missing_ext, 'missing': missing}
 
 
-def message(binary: str, result: t.Mapping[str, t.Any]) -> str:
-    """One line naming everything that is missing on the host."""
+def shortfall(result: t.Mapping[str, t.Any]) -> str:
+    """What a result of :func:`check` says is missing, in words (\"\" when nothing is)."""
     parts = []
     if result['php_failed']:
         parts.append('PHP %s does not satisfy %s' % (result['version'], ' and '.join(result['php_failed'])))
     if result['missing_extensions']:
         exts = result['missing_extensions']
         parts.append('%d required PHP extension%s missing: %s' % (len(exts), ' is' if len(exts) == 1 else 's are', ', '.join(exts)))
-    return '%s on this host does not meet the platform requirements of the release: %s (nothing was staged)' % (binary, '; '.join(parts))
+    return '; '.join(parts)
+
+
+def message(binary: str, result: t.Mapping[str, t.Any]) -> str:
+    """One line naming everything that is missing on the host."""
+    return '%s on this host does not meet the platform requirements of the release: %s (nothing was staged)' % (binary, shortfall(result))
+
+
+def unfit_hosts(hosts: t.Mapping[str, t.Any], requirements: Requirements) -> dict[str, str]:
+    """The hosts whose php-fpm cannot run a release of ``requirements``: host -> what it lacks (:func:`shortfall`).
+
+    ``hosts`` maps each host to what it offers, as the platform module returns it (``version``, ``modules``); a host
+    without a ``version`` (its check was skipped) is left out.
+    """
+    unfit = {}
+    for host, offered in sorted(hosts.items()):
+        if not isinstance(offered, t.Mapping) or not isinstance(offered.get('version'), str):
+            continue
+        result = check(offered['version'], offered.get('modules') or [], requirements.constraints(), requirements.extensions)
+        if result['missing']:
+            unfit[host] = shortfall(result)
+    return unfit
 
 
 def check_host(binary: str, php: t.Iterable[str], extensions: t.Iterable[str]) -> dict[str, t.Any]:

@@ -110,6 +110,17 @@ options:
     type: list
     elements: list
     default: []
+  platform_hosts:
+    description:
+      - What the php-fpm of each host of the deploy offers, by host name, as M(stagehand.deploy.platform) returned it
+        (keys C(version) and C(modules); a host without C(version) is left out).
+      - When given and the compose has to build, the PHP version and extensions the source requires
+        (C(composer.json), C(composer.lock) and the C(platform) of C(stagehand.yml)) are checked against every host
+        right after the export or copy of the source, before any build command runs; a host that lacks something
+        fails the compose with C(failed_phase=platform) and a message naming each such host and what it lacks.
+      - Not used when the compose is reused from the store, nor by O(step=pack). What the build adds (a
+        C(composer.lock) it writes) is checked on every host later, before anything is staged.
+    type: dict
   work_dir:
     description: Directory on the controller under which the temporary build directory is made. Default is the system's temporary directory.
     type: path
@@ -258,6 +269,16 @@ work:
   returned: with O(step=build)
   type: str
   sample: /tmp/stagehand-compose-k2j3
+failed_phase:
+  description: V(platform) when a host cannot run what the source requires (see O(platform_hosts)).
+  returned: when the compose is refused before building
+  type: str
+  sample: platform
+unfit_hosts:
+  description: Each host that cannot run what the source requires, with what it lacks.
+  returned: when the compose is refused before building
+  type: dict
+  sample: {web2: "1 required PHP extension is missing: intl"}
 '''
 
 
@@ -283,6 +304,7 @@ def main() -> None:
             work_dir=dict(type='path'),
             force=dict(type='bool', default=False),
             step=dict(type='str', default='all', choices=['all', 'build', 'pack']),
+            platform_hosts=dict(type='dict'),
             tree=dict(type='path'),
         ),
         mutually_exclusive=[('ref', 'artifact')],

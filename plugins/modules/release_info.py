@@ -36,11 +36,6 @@ options:
     type: str
     choices: [releases, slots, detect]
     default: releases
-  link:
-    description:
-      - Name of the live symlink inside O(root).
-    type: str
-    default: current
   history:
     description:
       - How many of the last entries of the deploy history (C(.stagehand/history.jsonl), written by
@@ -70,6 +65,7 @@ options:
         type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - stagehand.deploy.live_link
 attributes:
   check_mode:
     support: full

@@ -86,12 +86,6 @@ options:
       - A release or slot that does not exist is refused even with O(force=true).
     type: bool
     default: false
-  link:
-    description:
-      - Name of the live symlink inside O(root).
-      - A plain name; V(releases), V(slots), V(shared) and V(.stagehand) are not allowed.
-    type: str
-    default: current
   migrate_name:
     description:
       - Release name given to a plain C(current) directory when it is migrated.
@@ -269,6 +263,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stagehand.deploy.health
+  - stagehand.deploy.live_link
   - ansible.builtin.action_common_attributes.flow
 attributes:
   action:

@@ -548,3 +548,55 @@ def test_leftovers_of_interrupted_composes_are_removed(tmp_path, repo):
     os.utime(str(stale), (1, 1))
     run(params(repo, store))
     assert not stale.exists() and fresh.exists()
+
+
+# what two hosts' php-fpm offer, as the platform module returns it
+FIT = {'version': '8.2.7', 'modules': ['core', 'intl', 'pdo', 'pdo_mysql']}
+NO_INTL = {'version': '8.2.7', 'modules': ['core', 'pdo']}
+OLD_PHP = {'version': '8.0.30', 'modules': ['core', 'intl', 'pdo']}
+
+
+def test_a_host_that_cannot_run_the_source_refuses_the_compose_before_the_build_runs(tmp_path, repo, snapshot):
+    """Issue 14: the platform is checked before building and shipping; the build of STAGEHAND_YML writes generated/."""
+    store = tmp_path / 'store'
+    marker = tmp_path / 'built'
+    commit_change(repo, stagehand=STAGEHAND_YML.replace('mkdir -p generated', 'touch %s && mkdir -p generated' % marker))
+    before = snapshot(str(tmp_path))
+    with pytest.raises(ComposeError) as exc:
+        run(params(repo, store, ref='main', release='main1',
+                   platform_hosts={'web1': FIT, 'web2': NO_INTL, 'web3': OLD_PHP, 'web4': {'skipped': True}}))
+    assert exc.value.details['failed_phase'] == 'platform'
+    assert exc.value.details['unfit_hosts'] == {
+        'web2': '1 required PHP extension is missing: intl',
+        'web3': 'PHP 8.0.30 does not satisfy ^8.1 and >=8.1',
+    }
+    msg = exc.value.msg
+    assert msg.startswith("version 'main' (commit ") and ('cannot run on 2 hosts web2: 1 required PHP extension is missing: intl; '
+                                                          'web3: PHP 8.0.30 does not satisfy ^8.1 and >=8.1. Found before') in msg, msg
+    assert 'Found before building: nothing was built, sent or changed on any host' in msg, msg
+    assert not marker.exists()  # the build did not run
+    assert snapshot(str(tmp_path)) == before  # nothing in the store, no work directory left
+    run(params(repo, store, ref='main', release='main1'))
+    assert marker.exists()  # without the hosts' platform, the same compose builds
+
+
+def test_hosts_that_can_run_the_source_let_the_compose_build(tmp_path, repo):
+    store = tmp_path / 'store'
+    plain = run(params(repo, store))
+    checked = run(params(repo, tmp_path / 'other', platform_hosts={'web1': FIT, 'web2': FIT}))
+    assert checked['compose_id'] == plain['compose_id'] and checked['reused'] is False
+    # a compose reused from the store is not checked here (every host checks the release before it is staged)
+    again = run(params(repo, store, platform_hosts={'web2': NO_INTL}))
+    assert again['reused'] is True
+
+
+def test_an_artifact_is_checked_before_it_is_composed(tmp_path, snapshot):
+    src = tmp_path / 'build'
+    write(src / 'public' / 'index.php', 'x')
+    write(src / 'composer.json', json.dumps({'require': {'php': '>=8.3'}}))
+    store = tmp_path / 'store'
+    with pytest.raises(ComposeError) as exc:
+        run(params(None, store, ref=None, artifact=str(src), release='art-1', platform_hosts={'web1': FIT}))
+    assert exc.value.details['unfit_hosts'] == {'web1': 'PHP 8.2.7 does not satisfy >=8.3'}
+    assert exc.value.msg.startswith("the artifact '%s' cannot run on host web1: PHP 8.2.7 does not satisfy >=8.3. Found" % src), exc.value.msg
+    assert not (store / 'shop' / 'composes').exists()
