@@ -20,6 +20,7 @@ from ansible_collections.stagehand.deploy.plugins.module_utils._platform import 
     message,
     parse_constraint,
     satisfies,
+    unfit_hosts,
 )
 
 
@@ -159,3 +160,23 @@ def test_check_host_bad_constraint_before_running(tmp_path):
     with pytest.raises(PlatformError) as exc:
         check_host(str(tmp_path / 'never-run'), ['>=8.2', 'newest'], [])
     assert "'newest'" in exc.value.msg
+
+
+def test_unfit_hosts_names_each_host_and_what_it_lacks():
+    req = Requirements()
+    req.add_php('>=8.1', 'composer.json')
+    req.add_extension('ext-Intl', 'composer.json')
+    req.add_extension('ext-pdo_mysql', 'composer.lock package acme/db')
+    hosts = {
+        'web1': {'version': '8.2.7', 'modules': ['intl', 'pdo_mysql', 'opcache']},
+        'web2': {'version': '8.2.7', 'modules': ['pdo_mysql']},
+        'web3': {'version': '8.0.30', 'modules': []},
+        'web4': {'skipped': True},                     # its check did not run: left to the check before staging
+        'web5': {'version': None, 'msg': 'php-fpm8.2: not found'},
+    }
+    assert unfit_hosts(hosts, req) == {
+        'web2': '1 required PHP extension is missing: intl',
+        'web3': 'PHP 8.0.30 does not satisfy >=8.1; 2 required PHP extensions are missing: intl, pdo_mysql',
+    }
+    assert unfit_hosts({'web1': hosts['web1']}, req) == {}
+    assert unfit_hosts(hosts, Requirements()) == {}
