@@ -53,6 +53,7 @@ from ansible.utils.fqcn import add_internal_fqcns
 
 
 DEBUG_ACTIONS = frozenset(add_internal_fqcns(('debug',)))
+FREE_STRATEGIES = frozenset(add_internal_fqcns(('free', 'host_pinned')))
 # the most hosts a heartbeat line names one by one
 NAMED_HOSTS = 5
 
@@ -138,7 +139,10 @@ class CallbackModule(DefaultCallbackModule):
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         with self._guard:
-            self._running.clear()
+            # with the linear strategy a task starts when every host ended the one before; with free and
+            # host_pinned hosts run different tasks at once
+            if self._play is None or self._play.strategy not in FREE_STRATEGIES:
+                self._running.clear()
             self._said_at = time.monotonic()
         super().v2_playbook_on_task_start(task, is_conditional)
 
