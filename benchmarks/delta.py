@@ -21,6 +21,10 @@ for each way of deploying:
     baseline   benchmarks/baseline/deploy.yml (community.general.deploy_helper + ansible.posix.synchronize
                of the whole tree, then finalize) and benchmarks/baseline/rollback.yml -e release=<the release
                live before (c)>
+    rsynccopy  benchmarks/baseline/rsync-copy.yml -e version=<v>: the rsync-copy strategy of the most used
+               rsync-based deploy roles (synchronize into shared/cached-copy, cp -a of it into the release,
+               the symlink), and the same rollback
+    rsyncart   the same fed the artifacts of the artifact mode (-e artifact=...): the baseline of that mode
 
 plus the floor (benchmarks/floor.yml: one trivial module on the same host over the same SSH settings).
 The runs are interleaved: in every repetition each case runs the floor and every way of deploying in
@@ -34,11 +38,14 @@ and after each run, outside the timing). It counts every byte that reaches the h
 controller: SSH (and rsync over SSH) with its encryption and framing, TCP/IP headers, module payloads
 and files. The transmit counter (host to controller) is printed too.
 
+Controller CPU: user + system seconds of ansible-playbook and everything it ran on the controller
+(getrusage of the children), beside the wall time.
+
 Prints every run, the medians, the ratios against the targets and the disk figures. Not a test: it
 asserts nothing and only reports. A way of deploying whose run fails is reported (with the end of its
 log) and left out of the remaining runs.
 
-    benchmarks/delta.py -i INVENTORY --container NAME --work DIR [--reps 5] [--modes releases slots baseline]
+    benchmarks/delta.py -i INVENTORY --container NAME --work DIR [--reps 5] [--modes releases slots baseline rsynccopy ...]
 
 DIR holds vars-<mode>.yml (extra variables of each way of deploying, with stagehand_app = the mode
 name, so its deploy root is /srv/www/<mode>) and app-repo (benchmarks/gen-app), and gets logs/.
@@ -50,6 +57,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,7 +65,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-MODES = ('releases', 'slots', 'artifact', 'baseline')
+MODES = ('releases', 'slots', 'artifact', 'baseline', 'rsynccopy', 'rsyncart')
+BASELINES = ('baseline', 'rsynccopy', 'rsyncart')
+# the rsync-copy baseline each way of deploying of stagehand.deploy is held to
+RSYNC_BASELINE = {'releases': 'rsynccopy', 'slots': 'rsynccopy', 'artifact': 'rsyncart'}
 CASES = (
     ('a', 'first deploy of v1'),
     ('b', 'redeploy of v1'),
@@ -74,13 +85,15 @@ TARGET_DISK = 0.05        # extra release with 1 % of the files changed <= 5 % o
 
 @dataclasses.dataclass
 class Run:
-    """One timed run of ansible-playbook: wall time, bytes received and sent by the host, success, log file."""
+    """One timed run of ansible-playbook: wall time, bytes received and sent by the host, success, log file,
+    controller CPU seconds (user + system)."""
 
     seconds: float
     received: int
     sent: int
     ok: bool
     log: str
+    cpu: float = 0.0
 
 
 class Bench:
@@ -125,11 +138,14 @@ class Bench:
         with open(log, 'wb') as handle:
             handle.write(('$ ' + ' '.join(cmd) + '\n').encode())
             handle.flush()
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.monotonic()
             proc = subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, check=False)
             elapsed = time.monotonic() - started
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
         after = self.counters()
-        return Run(elapsed, after[0] - before[0], after[1] - before[1], proc.returncode == 0, log)
+        cpu = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
+        return Run(elapsed, after[0] - before[0], after[1] - before[1], proc.returncode == 0, log, cpu)
 
     @staticmethod
     def root(mode: str) -> str:
@@ -156,6 +172,13 @@ def command(bench: Bench, mode: str, case: str, previous: dict[str, str], versio
     if mode == 'floor':
         return bench.playbook(None, os.path.join(HERE, 'floor.yml'))
     version = version or {'a': 'v1', 'b': 'v1', 'c': 'v2', 'e': 'v3'}.get(case)
+    if mode in ('rsynccopy', 'rsyncart'):
+        if version and mode == 'rsyncart':
+            return bench.playbook(mode, os.path.join(HERE, 'baseline', 'rsync-copy.yml'),
+                                  '-e', 'artifact=' + os.path.join(bench.work, 'artifacts', version + '.tar.gz'))
+        if version:
+            return bench.playbook(mode, os.path.join(HERE, 'baseline', 'rsync-copy.yml'), '-e', 'version=' + version)
+        return bench.playbook(mode, os.path.join(HERE, 'baseline', 'rollback.yml'), '-e', 'release=' + previous[mode])
     if mode == 'baseline':
         if version:
             return bench.playbook(mode, os.path.join(HERE, 'baseline', 'deploy.yml'), '-e', 'version=' + version)
@@ -262,6 +285,12 @@ def tables(runs: dict[tuple[str, str], list[Run]], modes: list[str], floor: floa
     for case, title in CASES:
         cells = [median_of(runs, case, mode, 'received') for mode in modes]
         print('%-30s' % ('(%s) %s' % (case, title)) + ''.join('%18s' % ('-' if value is None else kib(value)) for value in cells))
+    print()
+    print('median controller CPU seconds (user + system of ansible-playbook and what it ran on the controller)')
+    print('%-30s' % 'case' + ''.join('%18s' % mode for mode in modes))
+    for case, title in CASES:
+        cells = [median_of(runs, case, mode, 'cpu') for mode in modes]
+        print('%-30s' % ('(%s) %s' % (case, title)) + ''.join('%18s' % ('-' if value is None else '%.2f' % value) for value in cells))
 
 
 def targets(runs: dict[tuple[str, str], list[Run]], modes: list[str], floor: float,
@@ -270,7 +299,7 @@ def targets(runs: dict[tuple[str, str], list[Run]], modes: list[str], floor: flo
     print()
     print('targets')
     baseline_c = median_of(runs, 'c', 'baseline')
-    for mode in [mode for mode in modes if mode != 'baseline']:
+    for mode in [mode for mode in modes if mode not in BASELINES]:
         redeploy, changed, rollback = (median_of(runs, case, mode) for case in 'bcd')
         if redeploy is not None:
             ratio = redeploy / floor
@@ -284,10 +313,20 @@ def targets(runs: dict[tuple[str, str], list[Run]], modes: list[str], floor: flo
             ratio = rollback / floor
             print('  %-9s (d) rollback / floor:         %6.3f  (target <= %.1f)  %s'
                   % (mode, ratio, TARGET_ROLLBACK, verdict(ratio <= TARGET_ROLLBACK)))
+    for mode in [mode for mode in modes if RSYNC_BASELINE.get(mode) in modes]:
+        against = RSYNC_BASELINE[mode]
+        for case, title in CASES:
+            mine, theirs = median_of(runs, case, mode), median_of(runs, case, against)
+            if mine is None or theirs is None:
+                continue
+            want = TARGET_SPEEDUP if case == 'c' else 1.0
+            print('  %-9s (%s) %s / %s: %6.3f  (target %s %.1f)  %s'
+                  % (mode, case, against, mode, theirs / mine, '>=' if case == 'c' else '>', want,
+                     verdict(theirs / mine >= want if case == 'c' else theirs / mine > want)))
     for mode, figure in figures.items():
         full, extra = figure[0], figure[1]
         ratio = extra / full
-        target = '  (target <= %.0f %%)  %s' % (100 * TARGET_DISK, verdict(ratio <= TARGET_DISK)) if mode != 'baseline' else ''
+        target = '  (target <= %.0f %%)  %s' % (100 * TARGET_DISK, verdict(ratio <= TARGET_DISK)) if mode not in BASELINES else ''
         print('  %-9s disk per extra release (1 %% of the files changed): %d KiB of %d KiB = %.1f %%%s'
               % (mode, extra, full, 100.0 * ratio, target))
 
@@ -299,8 +338,8 @@ def main() -> int:
     parser.add_argument('--container', required=True, help='name of the docker container behind the inventory host')
     parser.add_argument('--work', required=True, help='directory with vars-<mode>.yml and app-repo; gets logs/')
     parser.add_argument('--reps', type=int, default=5)
-    parser.add_argument('--modes', nargs='+', choices=MODES, default=[mode for mode in MODES if mode != 'artifact'],
-                        help='ways of deploying (default: all but artifact, which needs DIR/artifacts/v1..v3.tar.gz)')
+    parser.add_argument('--modes', nargs='+', choices=MODES, default=[mode for mode in MODES if mode not in ('artifact', 'rsyncart')],
+                        help='ways of deploying (default: all but artifact and rsyncart, which need DIR/artifacts/v1..v3.tar.gz)')
     parser.add_argument('--no-disk', action='store_true', help='skip the disk measurement')
     parser.add_argument('-e', '--extra-vars', action='append', default=[])
     args = parser.parse_args()
