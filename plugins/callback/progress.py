@@ -92,7 +92,9 @@ class CallbackModule(DefaultCallbackModule):
 
     def __init__(self) -> None:
         super().__init__()
-        self._guard = threading.RLock()
+        # guards _running and _said_at only: never held while printing, as ansible-runner's awx_display holds the
+        # display's lock while it calls this callback (a lock taken in both orders would deadlock the two threads)
+        self._guard = threading.Lock()
         # host name -> (the name of the task it runs, when it started)
         self._running: dict[str, tuple[str, float]] = {}
         self._said_at = time.monotonic()
@@ -105,17 +107,21 @@ class CallbackModule(DefaultCallbackModule):
             # what the default callback then leaves out: the headers of tasks whose results are not shown
             self.set_option('display_ok_hosts', False)
             self.set_option('display_skipped_hosts', False)
-        if self.get_option('heartbeat') > 0 and self._beating is None:
+        if not self._verbose() and self.get_option('heartbeat') > 0 and self._beating is None:
             self._beating = threading.Thread(target=self._beat, name='stagehand-progress-heartbeat', daemon=True)
             self._beating.start()
 
     def _verbose(self) -> bool:
         return self._display.verbosity > 0
 
-    def _say(self, line: str, color: str | None = None) -> None:
+    def _said(self) -> None:
+        """Note that a line was printed just now (the heartbeat counts its silence from there)."""
         with self._guard:
-            self._display.display(line, color=color)
             self._said_at = time.monotonic()
+
+    def _say(self, line: str, color: str | None = None) -> None:
+        self._display.display(line, color=color)
+        self._said()
 
     @staticmethod
     def _task_name(task: t.Any) -> str:
@@ -138,16 +144,25 @@ class CallbackModule(DefaultCallbackModule):
         super().v2_runner_on_start(host, task)
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        self._task_started()
+        super().v2_playbook_on_task_start(task, is_conditional)
+
+    def v2_playbook_on_handler_task_start(self, task) -> None:
+        self._task_started()
+        super().v2_playbook_on_handler_task_start(task)
+
+    def _task_started(self) -> None:
         with self._guard:
             # with the linear strategy a task starts when every host ended the one before; with free and
             # host_pinned hosts run different tasks at once
             if self._play is None or self._play.strategy not in FREE_STRATEGIES:
                 self._running.clear()
             self._said_at = time.monotonic()
-        super().v2_playbook_on_task_start(task, is_conditional)
 
     def v2_playbook_on_stats(self, stats) -> None:
         self._stopped.set()
+        if self._beating is not None:
+            self._beating.join(timeout=2.0)
         with self._guard:
             self._running.clear()
         super().v2_playbook_on_stats(stats)
@@ -169,17 +184,20 @@ class CallbackModule(DefaultCallbackModule):
             self._handle_warnings(parts(result)[0])
 
     def v2_runner_on_ok(self, result) -> None:
+        data, task, host = parts(result)
+        seconds = self._seconds(host.get_name())
         if self._verbose():
             super().v2_runner_on_ok(result)
             return
-        data, task, host = parts(result)
-        seconds = self._seconds(host.get_name())
         if isinstance(task, TaskInclude):
             # an include says nothing of its own; what it includes does
             return
         self._warn(result)
         label = self.host_label(result)
-        if task.action in DEBUG_ACTIONS and not data.get('changed'):
+        if task.action in DEBUG_ACTIONS and task.loop and 'results' in data:
+            for item in data['results']:
+                self._say_debug('%s (item=%s)' % (label, self._get_item_label(item)), item)
+        elif task.action in DEBUG_ACTIONS:
             self._say_debug(label, data)
         elif not data.get('changed'):
             return
@@ -206,15 +224,21 @@ class CallbackModule(DefaultCallbackModule):
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         self._seconds(parts(result)[2].get_name())
-        with self._guard:
-            super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
-            self._said_at = time.monotonic()
+        super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
+        self._said()
+
+    def v2_runner_item_on_failed(self, result) -> None:
+        super().v2_runner_item_on_failed(result)
+        self._said()
+
+    def v2_on_file_diff(self, result) -> None:
+        super().v2_on_file_diff(result)
+        self._said()
 
     def v2_runner_on_unreachable(self, result) -> None:
         self._seconds(parts(result)[2].get_name())
-        with self._guard:
-            super().v2_runner_on_unreachable(result)
-            self._said_at = time.monotonic()
+        super().v2_runner_on_unreachable(result)
+        self._said()
 
     def v2_runner_on_skipped(self, result) -> None:
         self._seconds(parts(result)[2].get_name())

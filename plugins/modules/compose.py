@@ -118,8 +118,9 @@ options:
         (C(composer.json), C(composer.lock) and the C(platform) of C(stagehand.yml)) are checked against every host
         right after the export or copy of the source, before any build command runs; a host that lacks something
         fails the compose with C(failed_phase=platform) and a message naming each such host and what it lacks.
-      - Not used when the compose is reused from the store, nor by O(step=pack). What the build adds (a
+      - These are the requirements of the source, before the build may change them. What the build adds (a
         C(composer.lock) it writes) is checked on every host later, before anything is staged.
+      - Not used when the compose is reused from the store, in check mode, nor by O(step=pack).
     type: dict
   work_dir:
     description: Directory on the controller under which the temporary build directory is made. Default is the system's temporary directory.

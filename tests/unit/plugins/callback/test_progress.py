@@ -46,8 +46,12 @@ PLAY = textwrap.dedent('''\
         - name: Say two lines
           ansible.builtin.debug:
             msg: [first line, second line]
+        - name: Say one line per item
+          ansible.builtin.debug:
+            msg: "item {{ item }} said"
+          loop: [a, b]
         - name: Wait a while
-          ansible.builtin.command: sleep 3
+          ansible.builtin.command: sleep 4
           changed_when: false
         - name: Count in a loop
           ansible.builtin.command: "echo {{ item }}"
@@ -85,6 +89,7 @@ def test_one_line_per_change_the_messages_and_failures_in_full(tmp_path, play):
     assert '[web1] one thing said' in lines, out
     assert lines[lines.index('[web1]') + 1:lines.index('[web1]') + 3] == ['    first line', '    second line'], out
     assert re.search(r'^\[web1\] Count in a loop: changed 2 of 3 \(\d+\.\d s\)$', out, re.M), out
+    assert '[web1 (item=a)] item a said' in lines and '[web1 (item=b)] item b said' in lines, out
     # a failure keeps the header of its task and everything the default callback prints of it
     assert 'TASK [Fail and go on]' in out and 'fatal: [web1]: FAILED!' in out and '...ignoring' in out, out
     # nothing else: no header of a task that only was ok or skipped, no ok or skipped result
@@ -97,7 +102,7 @@ def test_one_line_per_change_the_messages_and_failures_in_full(tmp_path, play):
 def test_a_long_task_is_named_while_it_runs(tmp_path, play):
     out = run(tmp_path, play)
     beats = re.findall(r'^\.\.\. Wait a while: still running on web1 \((\d+) s\)$', out, re.M)
-    # the task takes 3 s and the heartbeat is 1 s: at least two lines, their seconds growing
+    # the task takes 4 s and the heartbeat is 1 s: at least two lines, their seconds growing
     assert len(beats) >= 2 and [int(s) for s in beats] == sorted(int(s) for s in beats), out
     assert 'still running' not in run(tmp_path, play, heartbeat='0')
 
@@ -105,6 +110,7 @@ def test_a_long_task_is_named_while_it_runs(tmp_path, play):
 def test_verbose_is_the_default_callback(tmp_path, play):
     out = run(tmp_path, play, '-v')
     assert 'TASK [Set a fact]' in out and 'TASK [Skip this task]' in out and 'ok: [web1]' in out and 'skipping: [web1]' in out, out
+    assert 'still running' not in out, out  # no heartbeat either
 
 
 def test_under_ansible_runner_the_lines_are_events(tmp_path, play):
@@ -112,7 +118,8 @@ def test_under_ansible_runner_the_lines_are_events(tmp_path, play):
     path, inventory = play
     data = tmp_path / 'runner'
     data.mkdir()
-    result = runner.run(private_data_dir=str(data), playbook=path, inventory=inventory, quiet=True,
+    # a timeout: a callback that deadlocks under awx_display fails the test instead of hanging it
+    result = runner.run(private_data_dir=str(data), playbook=path, inventory=inventory, quiet=True, timeout=180,
                         envvars={'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS, 'ANSIBLE_STDOUT_CALLBACK': 'stagehand.deploy.progress',
                                  'STAGEHAND_PROGRESS_HEARTBEAT': '1', 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_HOME': str(tmp_path / 'home'),
                                  'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')})

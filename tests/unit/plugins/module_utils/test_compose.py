@@ -561,9 +561,10 @@ def test_a_host_that_cannot_run_the_source_refuses_the_compose_before_the_build_
     store = tmp_path / 'store'
     marker = tmp_path / 'built'
     commit_change(repo, stagehand=STAGEHAND_YML.replace('mkdir -p generated', 'touch %s && mkdir -p generated' % marker))
+    os.mkdir(str(tmp_path / 'work'))
     before = snapshot(str(tmp_path))
     with pytest.raises(ComposeError) as exc:
-        run(params(repo, store, ref='main', release='main1',
+        run(params(repo, store, ref='main', release='main1', work_dir=str(tmp_path / 'work'),
                    platform_hosts={'web1': FIT, 'web2': NO_INTL, 'web3': OLD_PHP, 'web4': {'skipped': True}}))
     assert exc.value.details['failed_phase'] == 'platform'
     assert exc.value.details['unfit_hosts'] == {
